@@ -1,0 +1,36 @@
+# btse-collector: every target sets up its own virtual environment first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+CONFIG ?= deploy/collector.yaml
+
+.PHONY: run test lint demo bench simulate clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/btse-collector run --config $(CONFIG)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check collector tests
+	$(VENV)/bin/mypy
+
+demo: $(STAMP)
+	$(VENV)/bin/btse-collector demo
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+simulate: $(STAMP)
+	$(VENV)/bin/btse-collector simulate --host 127.0.0.1 --port 8765
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

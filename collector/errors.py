@@ -1,0 +1,152 @@
+"""The exception tree of btse-collector.
+
+Every error the collector raises on purpose derives from :class:`CollectorError` and
+carries its context as attributes, so logs and tests can read them without parsing text::
+
+    CollectorError
+    ├── FatalError                 the process cannot run: exit code 78 (EX_CONFIG)
+    │   ├── ConfigError            a bad config file (collects every problem at once)
+    │   ├── SpecError              a broken or incomplete AsyncAPI file in specs/
+    │   └── CredentialsError       a credential the config needs is missing or unreadable
+    ├── FeedError                  recoverable: the connection or topic is resynced
+    │   ├── ConnectionLost         the socket closed or failed
+    │   ├── StaleFeed              no pong or no data within the deadline
+    │   ├── ExchangeError          BTSE sent an error frame (code, message, topic)
+    │   ├── AuthError              authKeyExpires was refused
+    │   └── BookInconsistency      gap, crossed book: resubscribe that topic only
+    ├── DecodeError                a frame that does not decode or match the spec (kept raw)
+    └── StorageError               the store cannot be written (disk full, permissions)
+        └── UnsafePathError        a symbol or name that would escape the data folder
+
+Exit codes used by the CLI: 0 ok, 1 runtime failure, 2 usage, 78 configuration error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 78
+
+
+class CollectorError(Exception):
+    """Base class of every error btse-collector raises on purpose."""
+
+
+class FatalError(CollectorError):
+    """An error that stops the process with exit code 78; restarting does not help."""
+
+    exit_code = EXIT_CONFIG
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem in a config file: where it is and what is wrong."""
+
+    file: str
+    line: int | None
+    key: str
+    message: str
+    suggestion: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        text = f"{where}: {self.key}: {self.message}"
+        if self.suggestion:
+            text += f" (did you mean {self.suggestion!r}?)"
+        return text
+
+
+class ConfigError(FatalError):
+    """A config file with one or more problems; ``problems`` lists them all."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems) or "invalid config")
+
+
+class SpecError(FatalError):
+    """A spec file in ``specs/`` is broken: names the file and the JSON path."""
+
+    def __init__(self, file: str, path: str, message: str) -> None:
+        self.file = file
+        self.path = path
+        self.message = message
+        super().__init__(f"{file}: {path}: {message}")
+
+
+class CredentialsError(FatalError):
+    """A credential is missing or unreadable. Never carries the secret itself."""
+
+
+class FeedError(CollectorError):
+    """A recoverable problem with a connection or a topic."""
+
+
+class ConnectionLost(FeedError):
+    def __init__(self, conn: str, reason: str, code: int | None = None) -> None:
+        self.conn = conn
+        self.reason = reason
+        self.code = code
+        super().__init__(f"{conn}: connection lost ({reason}, code={code})")
+
+
+class StaleFeed(FeedError):
+    def __init__(self, conn: str, silent_for: float, deadline: float) -> None:
+        self.conn = conn
+        self.silent_for = silent_for
+        self.deadline = deadline
+        super().__init__(f"{conn}: stale, silent for {silent_for:.1f}s (deadline {deadline:.1f}s)")
+
+
+class ExchangeError(FeedError):
+    """An error frame from BTSE, e.g. ``{"severity":"ERROR","errors":[...]}``."""
+
+    def __init__(self, code: int | None, message: str, topic: str | None = None) -> None:
+        self.code = code
+        self.message = message
+        self.topic = topic
+        super().__init__(f"BTSE error {code}: {message}" + (f" (topic {topic})" if topic else ""))
+
+
+class AuthError(FeedError):
+    def __init__(self, server: str, detail: str) -> None:
+        self.server = server
+        self.detail = detail
+        super().__init__(f"authentication refused by {server}: {detail}")
+
+
+class BookInconsistency(FeedError):
+    """A sequence gap or a crossed book; the topic must be resubscribed."""
+
+    def __init__(self, kind: str, topic: str, expected: int | None, received: int | None) -> None:
+        self.kind = kind
+        self.topic = topic
+        self.expected = expected
+        self.received = received
+        super().__init__(f"{kind} on {topic}: expected {expected}, received {received}")
+
+
+class DecodeError(CollectorError):
+    """A frame that does not decode or does not match its spec schema."""
+
+    def __init__(self, reason: str, raw: str | bytes, topic: str | None = None) -> None:
+        self.reason = reason
+        self.raw = raw
+        self.topic = topic
+        super().__init__(f"undecodable frame ({reason})" + (f" on {topic}" if topic else ""))
+
+
+class StorageError(CollectorError):
+    """The store cannot be written; what was already written stays intact."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}")
+
+
+class UnsafePathError(StorageError):
+    """A name (symbol, table) that would escape the data folder or is not a plain name."""
