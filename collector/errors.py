@@ -7,6 +7,7 @@ carries its context as attributes, so logs and tests can read them without parsi
     ├── FatalError                 the process cannot run: exit code 78 (EX_CONFIG)
     │   ├── ConfigError            a bad config file (collects every problem at once)
     │   ├── SpecError              a broken or incomplete AsyncAPI file in specs/
+    │   ├── SchemaError            a broken table schema in schemas/ (file and key)
     │   └── CredentialsError       a credential the config needs is missing or unreadable
     ├── FeedError                  recoverable: the connection or topic is resynced
     │   ├── ConnectionLost         the socket closed or failed
@@ -16,7 +17,9 @@ carries its context as attributes, so logs and tests can read them without parsi
     │   └── BookInconsistency      gap, crossed book: resubscribe that topic only
     ├── DecodeError                a frame that does not decode or match the spec (kept raw)
     └── StorageError               the store cannot be written (disk full, permissions)
-        └── UnsafePathError        a symbol or name that would escape the data folder
+        ├── UnsafePathError        a symbol or name that would escape the data folder
+        ├── RowsRejected           a column batch that does not match its table schema
+        └── StoreWriteError        a write, fsync or rename failed (rows kept for retry)
 
 Exit codes used by the CLI: 0 ok, 1 runtime failure, 2 usage, 78 configuration error.
 """
@@ -150,3 +153,35 @@ class StorageError(CollectorError):
 
 class UnsafePathError(StorageError):
     """A name (symbol, table) that would escape the data folder or is not a plain name."""
+
+
+class RowsRejected(StorageError):
+    """A column batch that does not match ``schemas/<table>.yaml``: names the table and column."""
+
+    def __init__(self, table: str, column: str | None, message: str) -> None:
+        self.table = table
+        self.column = column
+        where = f"{table}.{column}" if column else table
+        super().__init__(where, message)
+
+
+class StoreWriteError(StorageError):
+    """Writing, fsyncing or renaming a store file failed (disk full, permissions).
+
+    Files already published are untouched and the rows are kept in memory for the next flush
+    (within the store's buffer bound). ``errno`` is the OS error number when there is one.
+    """
+
+    def __init__(self, path: str, message: str, errno: int | None = None) -> None:
+        self.errno = errno
+        super().__init__(path, message)
+
+
+class SchemaError(FatalError):
+    """A table schema file in ``schemas/`` is broken: ``file`` is the file, ``key`` the entry."""
+
+    def __init__(self, file: str, key: str, message: str) -> None:
+        self.file = file
+        self.key = key
+        self.message = message
+        super().__init__(f"{file}: {key}: {message}")
