@@ -1,0 +1,405 @@
+"""One supervised WebSocket connection to a BTSE server (aiohttp client; uvloop when installed).
+
+The receive path is kept hot: a frame is received, stamped with ``time.time_ns() // 1000`` and
+handed to the sink (the pipeline's bounded queue) without being parsed. Everything else runs
+beside it in the same session:
+
+- a *sender* task writes client frames (subscribe, resync, ping) in order;
+- a *watchdog* task sends the text ``ping`` every ``ping_interval`` and declares the connection
+  stale when no ``pong`` came back within ``pong_timeout`` or no data frame arrived within
+  ``stale_after``; a stale connection is closed and replaced.
+
+A session ends on any error; :func:`collector.feed.policies.classify` decides what happens next
+and :func:`collector.feed.policies.backoff` how long to wait. Reconnection never stops. On every
+reconnect all topics are subscribed again; the ``disconnected`` control event tells the
+processing stage to put their books back to SYNCING. Control events travel through the same
+queue as frames, so the processing stage sees them in order with the data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import aiohttp
+import structlog
+
+from collector.errors import AuthError, ConnectionLost, StaleFeed
+from collector.feed.policies import Fatal, Retry, backoff, classify
+
+log = structlog.get_logger()
+
+PING = "ping"
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Timings and limits of one connection (seconds, bytes)."""
+
+    ping_interval: float = 15.0  # BTSE recommends a text ping every 15 s
+    pong_timeout: float = 10.0  # no pong this long after a ping: stale
+    stale_after: float = 60.0  # no data frame at all this long: stale
+    connect_timeout: float = 10.0
+    auth_timeout: float = 10.0
+    max_msg_size: int = 4 * 1024 * 1024  # larger frames close the socket (error event)
+    healthy_after: float = 30.0  # a session this long resets the backoff
+    backoff_initial: float = 0.5
+    backoff_cap: float = 30.0
+    backoff_jitter: float = 0.5
+    watchdog_tick: float = 1.0
+
+    def tick(self) -> float:
+        return min(self.watchdog_tick, self.ping_interval, self.pong_timeout, self.stale_after) / 2
+
+
+@dataclass(frozen=True)
+class ConnEvent:
+    """A lifecycle event of a connection, delivered in order with its frames.
+
+    kind: connected, subscribe_sent, unsubscribe_sent, disconnected, stale, auth_ok, auth_failed,
+    fatal.
+    """
+
+    kind: str
+    conn_id: str
+    server: str
+    local_ts_us: int
+    topics: tuple[str, ...] = ()
+    detail: str = ""
+
+
+class FrameSink(Protocol):
+    """Where a connection delivers frames and events (the pipeline's bounded queue)."""
+
+    def put_frame(self, conn_id: str, server: str, data: str | bytes, local_ts_us: int) -> None: ...
+
+    def put_event(self, event: ConnEvent) -> None: ...
+
+
+class TopicFrames(Protocol):
+    """Builds the client frames of one server: subscribe/unsubscribe (or OTC quote ops)."""
+
+    def subscribe(self, topics: Sequence[str]) -> list[str]: ...
+
+    def unsubscribe(self, topics: Sequence[str]) -> list[str]: ...
+
+
+class Authenticator(Protocol):
+    """Signs in before any subscription (OTC): the frame to send and how to read the reply."""
+
+    def auth_frame(self) -> str: ...
+
+    def login_result(self, data: str | bytes) -> bool | None:
+        """True/False for a login ack (success or refusal), None for any other frame."""
+        ...
+
+
+def login_result(data: str | bytes) -> bool | None:
+    """Reads BTSE's ``{"event":"login","success":true}`` ack (shape of the reference §2.4)."""
+    if len(data) > 4096 or (b'"login"' not in data if isinstance(data, bytes) else '"login"' not in data):
+        return None
+    try:
+        message = json.loads(data)
+    except ValueError:
+        return None
+    if isinstance(message, dict) and message.get("event") == "login":
+        return message.get("success") is True
+    return None
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class ConnectionStats:
+    frames: int = 0
+    pongs: int = 0
+    sessions: int = 0
+    reconnects: int = 0
+    last_reason: str = ""
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+class Connection:
+    """A connection worker: ``await run()`` until cancelled; reconnects forever."""
+
+    def __init__(
+        self,
+        conn_id: str,
+        server: str,
+        url: str,
+        topics: Sequence[str],
+        sink: FrameSink,
+        frames: TopicFrames,
+        *,
+        settings: ConnectionSettings | None = None,
+        auth: Authenticator | None = None,
+        session: aiohttp.ClientSession | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        on_fatal: Callable[[Connection, Fatal], None] | None = None,
+    ) -> None:
+        self.conn_id = conn_id
+        self.server = server
+        self.url = url
+        self.topics: list[str] = list(dict.fromkeys(topics))
+        self.settings = settings or ConnectionSettings()
+        self.stats = ConnectionStats()
+        self._sink = sink
+        self._frames = frames
+        self._auth = auth
+        self._session = session
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng
+        self._on_fatal = on_fatal
+        self._outbox: asyncio.Queue[str] | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._stopping = False
+        self._session_up = False
+        self.connected = asyncio.Event()
+        self._log = log.bind(conn=conn_id, server=server)
+
+    # -- control from the supervisor ---------------------------------------------------------
+
+    def resync(self, topic: str) -> bool:
+        """Unsubscribe and subscribe ``topic`` only; other topics keep flowing.
+
+        Returns False when not connected (the next session subscribes everything anyway).
+        """
+        if topic not in self.topics or self._outbox is None:
+            return False
+        for frame in self._frames.unsubscribe([topic]):
+            self._outbox.put_nowait(frame)
+        for frame in self._frames.subscribe([topic]):
+            self._outbox.put_nowait(frame)
+        self._event("unsubscribe_sent", (topic,), "resync")
+        self._event("subscribe_sent", (topic,), "resync")
+        return True
+
+    def set_topics(self, topics: Sequence[str]) -> None:
+        """Change the topic set (after a split); unsubscribes removed, subscribes added."""
+        new = list(dict.fromkeys(topics))
+        removed = [t for t in self.topics if t not in new]
+        added = [t for t in new if t not in self.topics]
+        self.topics = new
+        if self._outbox is None:
+            return
+        if removed:
+            for frame in self._frames.unsubscribe(removed):
+                self._outbox.put_nowait(frame)
+            self._event("unsubscribe_sent", tuple(removed), "moved")
+        if added:
+            for frame in self._frames.subscribe(added):
+                self._outbox.put_nowait(frame)
+            self._event("subscribe_sent", tuple(added), "moved")
+
+    async def close(self) -> None:
+        """Stop reading: closes the socket; ``run()`` returns."""
+        self._stopping = True
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), timeout=2.0)
+
+    # -- the worker --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, subscribe, receive; on failure wait (backoff) and do it again, forever."""
+        own_session = self._session is None
+        session = self._session or aiohttp.ClientSession()
+        delays = self._delays()
+        try:
+            while not self._stopping:
+                started = self._clock()
+                self._session_up = False
+                try:
+                    await self._session_once(session)
+                    raise ConnectionLost(self.conn_id, "closed by server")
+                except asyncio.CancelledError:
+                    self._end_session("shutdown")
+                    raise
+                except Exception as exc:
+                    if self._stopping:
+                        self._end_session("shutdown")
+                        return
+                    decision = classify(exc)
+                    self._record_end(exc, decision)
+                    if isinstance(decision, Fatal):
+                        if self._on_fatal is not None:
+                            self._on_fatal(self, decision)
+                        return
+                    if self._clock() - started >= self.settings.healthy_after:
+                        delays = self._delays()
+                    delay = max(next(delays), decision.min_delay)
+                    self.stats.reconnects += 1
+                    self._log.info("ws_reconnect_wait", reason=decision.reason, delay_s=round(delay, 3))
+                    await self._sleep(delay)
+        finally:
+            self.connected.clear()
+            if own_session:
+                await session.close()
+
+    def _delays(self) -> Iterator[float]:
+        s = self.settings
+        return backoff(s.backoff_initial, s.backoff_cap, s.backoff_jitter, self._rng)
+
+    def _end_session(self, reason: str) -> None:
+        if self._session_up:
+            self._session_up = False
+            self._event("disconnected", tuple(self.topics), reason)
+
+    def _record_end(self, exc: Exception, decision: Retry | Fatal) -> None:
+        reason = decision.reason
+        self.stats.last_reason = reason
+        self.stats.reasons[reason] = self.stats.reasons.get(reason, 0) + 1
+        self._end_session(f"{reason}: {exc}"[:500])
+        if isinstance(exc, StaleFeed):
+            self._event("stale", tuple(self.topics), str(exc))
+        if isinstance(exc, AuthError):
+            self._log.error("ws_auth_refused", detail=exc.detail)
+            self._event("auth_failed", (), exc.detail)
+        if isinstance(decision, Fatal):
+            self._log.error("ws_fatal", reason=reason)
+            self._event("fatal", tuple(self.topics), reason)
+        self._log.warning("ws_disconnected", reason=reason, error=str(exc))
+
+    def _event(self, kind: str, topics: tuple[str, ...] = (), detail: str = "") -> None:
+        self._sink.put_event(ConnEvent(kind, self.conn_id, self.server, _now_us(), topics, detail))
+
+    async def _session_once(self, session: aiohttp.ClientSession) -> None:
+        s = self.settings
+        async with asyncio.timeout(s.connect_timeout):
+            ws = await session.ws_connect(
+                self.url,
+                autoping=True,
+                heartbeat=None,
+                max_msg_size=s.max_msg_size,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+                compress=0,
+            )
+        self._ws = ws
+        self._session_up = True
+        self.stats.sessions += 1
+        outbox: asyncio.Queue[str] = asyncio.Queue()
+        try:
+            self._event("connected", (), self.url)
+            self._log.info("ws_connected", url=self.url, topics=len(self.topics))
+            if self._auth is not None:
+                await self._authenticate(ws)
+            self._outbox = outbox
+            if self.topics:
+                for frame in self._frames.subscribe(self.topics):
+                    outbox.put_nowait(frame)
+                self._event("subscribe_sent", tuple(self.topics))
+            self.connected.set()
+            tasks = [
+                asyncio.create_task(self._receive(ws), name=f"{self.conn_id}-receive"),
+                asyncio.create_task(self._send(ws, outbox), name=f"{self.conn_id}-send"),
+                asyncio.create_task(self._watchdog(outbox), name=f"{self.conn_id}-watchdog"),
+            ]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            for task in done:
+                exc = task.exception()
+                if exc is not None:
+                    raise exc
+        finally:
+            self._outbox = None
+            self.connected.clear()
+            self._ws = None
+            if not ws.closed:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ws.close(), timeout=s.connect_timeout)
+
+    async def _authenticate(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        assert self._auth is not None
+        await ws.send_str(self._auth.auth_frame())
+        deadline = self._clock() + self.settings.auth_timeout
+        while True:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise AuthError(self.server, "no login acknowledgement before the timeout")
+            try:
+                msg = await ws.receive(timeout=remaining)
+            except TimeoutError:
+                raise AuthError(self.server, "no login acknowledgement before the timeout") from None
+            if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                raise ConnectionLost(self.conn_id, f"closed during auth ({msg.type.name})", ws.close_code)
+            result = self._auth.login_result(msg.data)
+            if result is None:
+                self._sink.put_frame(self.conn_id, self.server, msg.data, _now_us())
+                continue
+            if not result:
+                raise AuthError(self.server, f"login refused: {str(msg.data)[:200]}")
+            self._event("auth_ok")
+            self._log.info("ws_authenticated")
+            return
+
+    async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        # The hot path: no parsing, no logging, no clock other than the receive stamp.
+        receive = ws.receive
+        put = self._sink.put_frame
+        conn_id, server, stats = self.conn_id, self.server, self.stats
+        text, binary = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+        time_ns = time.time_ns
+        while True:
+            msg = await receive()
+            kind = msg.type
+            if kind is text or kind is binary:
+                data = msg.data
+                if data == PING_REPLY:
+                    stats.pongs += 1
+                    continue
+                put(conn_id, server, data, time_ns() // 1000)
+                stats.frames += 1
+                continue
+            if kind is aiohttp.WSMsgType.ERROR:
+                raise ConnectionLost(conn_id, f"transport error: {msg.data!r}", ws.close_code)
+            raise ConnectionLost(conn_id, f"closed ({kind.name})", ws.close_code)
+
+    async def _send(self, ws: aiohttp.ClientWebSocketResponse, outbox: asyncio.Queue[str]) -> None:
+        while True:
+            frame = await outbox.get()
+            await ws.send_str(frame)
+
+    async def _watchdog(self, outbox: asyncio.Queue[str]) -> None:
+        s = self.settings
+        clock, stats = self._clock, self.stats
+        now = clock()
+        last_rx = now
+        last_frames, last_pongs = stats.frames, stats.pongs
+        next_ping = now + s.ping_interval
+        ping_outstanding_since: float | None = None
+        tick = s.tick()
+        while True:
+            await self._sleep(tick)
+            now = clock()
+            if stats.frames != last_frames:
+                last_frames, last_rx = stats.frames, now
+            if stats.pongs != last_pongs:
+                last_pongs, ping_outstanding_since = stats.pongs, None
+            if ping_outstanding_since is not None and now - ping_outstanding_since > s.pong_timeout:
+                raise StaleFeed(self.conn_id, now - ping_outstanding_since, s.pong_timeout)
+            if now - last_rx > s.stale_after:
+                raise StaleFeed(self.conn_id, now - last_rx, s.stale_after)
+            if now >= next_ping:
+                outbox.put_nowait(PING)
+                if ping_outstanding_since is None:
+                    ping_outstanding_since = now
+                next_ping = now + s.ping_interval
+
+
+PING_REPLY = "pong"
