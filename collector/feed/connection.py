@@ -165,6 +165,7 @@ class Connection:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._stopping = False
         self._session_up = False
+        self._stop_requested = asyncio.Event()
         self.connected = asyncio.Event()
         self._log = log.bind(conn=conn_id, server=server)
 
@@ -205,6 +206,7 @@ class Connection:
     async def close(self) -> None:
         """Stop reading: closes the socket; ``run()`` returns."""
         self._stopping = True
+        self._stop_requested.set()
         ws = self._ws
         if ws is not None and not ws.closed:
             with contextlib.suppress(Exception):
@@ -242,11 +244,20 @@ class Connection:
                     delay = max(next(delays), decision.min_delay)
                     self.stats.reconnects += 1
                     self._log.info("ws_reconnect_wait", reason=decision.reason, delay_s=round(delay, 3))
-                    await self._sleep(delay)
+                    await self._wait_or_stop(delay)
         finally:
             self.connected.clear()
             if own_session:
                 await session.close()
+
+    async def _wait_or_stop(self, delay: float) -> None:
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        stopper = asyncio.ensure_future(self._stop_requested.wait())
+        try:
+            await asyncio.wait((sleeper, stopper), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stopper.cancel()
 
     def _delays(self) -> Iterator[float]:
         s = self.settings
@@ -291,6 +302,8 @@ class Connection:
         self.stats.sessions += 1
         outbox: asyncio.Queue[str] = asyncio.Queue()
         try:
+            if self._stopping:
+                raise ConnectionLost(self.conn_id, "shutdown")
             self._event("connected", (), self.url)
             self._log.info("ws_connected", url=self.url, topics=len(self.topics))
             if self._auth is not None:
