@@ -1,0 +1,229 @@
+"""The processing stage: frames → the protocol core's Normalizer → column batches → the writer.
+
+It runs on the event loop as one task, one queue drain at a time (at most ``drain_max``
+items, a few milliseconds of work), so the receive tasks get the loop back between drains.
+For every item of a drain, in queue order:
+
+- a frame goes to ``Normalizer.feed``; its ``raw`` row is kept; the commands that come back
+  (resubscribe a topic after a gap or a crossed book, spread topics after BTSE error 1007)
+  are handed to the feed supervisor;
+- a connection event becomes an ``events`` row and, for ``disconnected``, puts that
+  connection's books back to SYNCING (``Normalizer.on_disconnect``);
+- a shed marker becomes a ``shed`` event row and resyncs every topic of that connection.
+
+Rows are handed to the :class:`~collector.pipeline.writer.BatchWriter` when ``batch_max_rows``
+are buffered or ``batch_max_delay_s`` has passed; the writer's bounded backlog is the
+backpressure that eventually makes the frame queue shed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import structlog
+
+from collector.feed.connection import ConnEvent
+from collector.pipeline.queue import FrameQueue, Item, Shed
+from collector.pipeline.writer import BatchWriter
+
+log = structlog.get_logger()
+
+# ConnEvent kinds -> events table kinds
+EVENT_KINDS = {
+    "connected": "connected",
+    "disconnected": "disconnected",
+    "subscribe_sent": "subscribe_sent",
+    "unsubscribe_sent": "unsubscribe_sent",
+    "stale": "stale",
+    "auth_ok": "auth",
+    "auth_failed": "auth",
+    "fatal": "error",
+}
+
+
+class FeedControl(Protocol):
+    """What the processing stage asks of the feed (the Supervisor)."""
+
+    def resync(self, conn_id: str, topic: str) -> bool: ...
+
+    def resubscribe_all(self, conn_id: str) -> int: ...
+
+    def split(self, conn_id: str) -> str | None: ...
+
+
+class Processor:
+    def __init__(
+        self,
+        queue: FrameQueue,
+        normalizer: Any,
+        writer: BatchWriter,
+        feed: FeedControl,
+        *,
+        product_of: Callable[[str], str | None] = lambda server: None,
+        batch_max_rows: int = 50_000,
+        batch_max_delay_s: float = 0.5,
+        drain_max: int = 2048,
+        keep_raw: bool = True,
+        on_frames: Callable[[Sequence[Item]], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.queue = queue
+        self.normalizer = normalizer
+        self.buffers = normalizer.buffers
+        self.writer = writer
+        self.feed = feed
+        self.product_of = product_of
+        self.batch_max_rows = batch_max_rows
+        self.batch_max_delay_s = batch_max_delay_s
+        self.drain_max = drain_max
+        self.keep_raw = keep_raw
+        self.on_frames = on_frames
+        self._clock = clock
+        self._raw_ts: list[int] = []
+        self._raw_server: list[str] = []
+        self._raw_conn: list[str] = []
+        self._raw_frame: list[str] = []
+        self._last_handoff = clock()
+        self.frames = 0
+        self.commands = 0
+        self.shed_frames = 0
+
+    # -- the task ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Process forever (cancel to stop; then call :meth:`drain` to finish the queue)."""
+        queue = self.queue
+        while True:
+            if not len(queue):
+                if self._pending_rows():
+                    wait = self.batch_max_delay_s - (self._clock() - self._last_handoff)
+                    if wait <= 0:
+                        await self.handoff()
+                        continue
+                    try:
+                        async with asyncio.timeout(wait):
+                            await queue.wait()
+                    except TimeoutError:
+                        await self.handoff()
+                        continue
+                else:
+                    await queue.wait()
+            self.process(queue.drain(self.drain_max))
+            if (
+                self._pending_rows() >= self.batch_max_rows
+                or self._clock() - self._last_handoff >= self.batch_max_delay_s
+            ):
+                await self.handoff()
+            else:
+                await asyncio.sleep(0)  # let the receive tasks run between drains
+
+    async def drain(self) -> None:
+        """Process everything queued and hand the rows to the writer (shutdown)."""
+        self.queue.flush_shed()
+        while len(self.queue):
+            self.process(self.queue.drain(self.drain_max))
+        await self.handoff()
+
+    # -- the work ----------------------------------------------------------------------------
+
+    def process(self, items: Sequence[Item]) -> None:
+        feed = self.normalizer.feed
+        keep_raw = self.keep_raw
+        ts_app, server_app = self._raw_ts.append, self._raw_server.append
+        conn_app, frame_app = self._raw_conn.append, self._raw_frame.append
+        frames = 0
+        for item in items:
+            if type(item) is tuple:
+                conn_id, server, data, ts = item
+                if keep_raw:
+                    ts_app(ts)
+                    server_app(server)
+                    conn_app(conn_id)
+                    frame_app(data if isinstance(data, str) else data.decode("utf-8", "replace"))
+                frames += 1
+                commands = feed(conn_id, server, data, ts)
+                if commands:
+                    self._commands(commands)
+            elif isinstance(item, ConnEvent):
+                self._conn_event(item)
+            elif isinstance(item, Shed):
+                self._shed(item)
+        self.frames += frames
+        if self.on_frames is not None:
+            self.on_frames(items)
+
+    def _commands(self, commands: Sequence[Any]) -> None:
+        for command in commands:
+            self.commands += 1
+            name = type(command).__name__
+            conn_id = getattr(command, "conn_id", None)
+            if name == "Resubscribe" and conn_id is not None:
+                topic = command.topic
+                if not self.feed.resync(conn_id, topic):
+                    log.info("resync_deferred", conn=conn_id, topic=topic,
+                             reason="not connected; the next session resubscribes")
+                else:
+                    self.normalizer.on_subscribe_sent(conn_id, [topic])
+            elif name in ("SpreadTopics", "Split", "SplitConnection") and conn_id is not None:
+                self.feed.split(conn_id)
+            else:
+                log.warning("unknown_command", command=repr(command))
+
+    def _conn_event(self, event: ConnEvent) -> None:
+        product = self.product_of(event.server)
+        kind = EVENT_KINDS.get(event.kind, event.kind)
+        if event.kind == "disconnected":
+            self.normalizer.on_disconnect(event.conn_id)
+        elif event.kind == "subscribe_sent" and event.detail != "resync":
+            # (resyncs were reported to the normalizer when their command was handled)
+            self.normalizer.on_subscribe_sent(event.conn_id, list(event.topics))
+        if event.kind in ("subscribe_sent", "unsubscribe_sent"):
+            for topic in event.topics:
+                self.buffers.add_event(kind, event.local_ts_us, product=product, topic=topic,
+                                       connection=event.conn_id, detail=event.detail or None)
+            return
+        detail = event.detail or None
+        if event.kind in ("auth_ok", "auth_failed"):
+            detail = ("ok" if event.kind == "auth_ok" else f"refused: {event.detail}")
+        self.buffers.add_event(kind, event.local_ts_us, product=product, connection=event.conn_id,
+                               count=len(event.topics) or None, detail=detail)
+
+    def _shed(self, shed: Shed) -> None:
+        self.shed_frames += shed.count
+        self.buffers.add_event(
+            "shed", shed.last_ts_us, product=self.product_of(shed.server), connection=shed.conn_id,
+            count=shed.count,
+            detail=(f"frame queue full: {shed.count} frames dropped between "
+                    f"{shed.first_ts_us} and {shed.last_ts_us} (µs); books resynced"),
+        )
+        log.warning("frames_shed", conn=shed.conn_id, count=shed.count)
+        self.normalizer.on_disconnect(shed.conn_id)
+        self.feed.resubscribe_all(shed.conn_id)
+
+    # -- handing over ------------------------------------------------------------------------
+
+    def _pending_rows(self) -> int:
+        b = self.buffers
+        n: int = b.pending("book_changes") + b.pending("trades") + b.pending("events")
+        return n + len(self._raw_ts)
+
+    def take_batch(self) -> dict[str, dict[str, list[Any]]]:
+        batch: dict[str, dict[str, list[Any]]] = self.buffers.take_all()
+        if self._raw_ts:
+            batch["raw"] = {
+                "local_timestamp": self._raw_ts,
+                "server": self._raw_server,
+                "connection": self._raw_conn,
+                "frame": self._raw_frame,
+            }
+            self._raw_ts, self._raw_server, self._raw_conn, self._raw_frame = [], [], [], []
+        return batch
+
+    async def handoff(self) -> None:
+        self._last_handoff = self._clock()
+        batch = self.take_batch()
+        if batch:
+            await self.writer.submit(batch)

@@ -1,0 +1,144 @@
+import asyncio
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from collector.feed.connection import ConnEvent
+from collector.pipeline.processor import Processor
+from collector.pipeline.queue import FrameQueue
+from collector.pipeline.writer import BatchWriter
+from collector.protocol.rows import TableBuffers
+
+
+@dataclass(frozen=True)
+class Resubscribe:
+    conn_id: str
+    topic: str
+    reason: str
+
+
+class FakeNormalizer:
+    """Records what the stage tells it; a frame 'GAP' asks for a resubscribe."""
+
+    def __init__(self) -> None:
+        self.buffers = TableBuffers()
+        self.calls: list[tuple[Any, ...]] = []
+
+    def feed(self, conn_id: str, server: str, data: str, ts: int) -> list[Any]:
+        self.calls.append(("feed", conn_id, data))
+        self.buffers.add_trade("spot", "BTC-USD", ts, ts, data, "buy", 1.0, 2.0)
+        return [Resubscribe(conn_id, "update:BTC-USD_0", "gap")] if data == "GAP" else []
+
+    def on_disconnect(self, conn_id: str) -> None:
+        self.calls.append(("on_disconnect", conn_id))
+
+    def on_subscribe_sent(self, conn_id: str, topics: list[str]) -> None:
+        self.calls.append(("on_subscribe_sent", conn_id, tuple(topics)))
+
+
+class FakeFeed:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+
+    def resync(self, conn_id: str, topic: str) -> bool:
+        self.calls.append(("resync", conn_id, topic))
+        return True
+
+    def resubscribe_all(self, conn_id: str) -> int:
+        self.calls.append(("resubscribe_all", conn_id))
+        return 1
+
+    def split(self, conn_id: str) -> str | None:
+        self.calls.append(("split", conn_id))
+        return None
+
+
+class ListStore:
+    def __init__(self) -> None:
+        self.batches: list[tuple[str, dict[str, list[Any]]]] = []
+        self.appended = threading.Event()
+
+    def append(self, table: str, columns: Any) -> None:
+        self.batches.append((table, {k: list(v) for k, v in columns.items()}))
+        self.appended.set()
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def rows(self, table: str) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        for t, cols in self.batches:
+            if t == table:
+                for k, v in cols.items():
+                    out.setdefault(k, []).extend(v)
+        return out
+
+
+def _stage(max_frames: int = 100) -> tuple[FrameQueue, FakeNormalizer, FakeFeed, ListStore, Processor]:
+    q = FrameQueue(max_frames)
+    norm = FakeNormalizer()
+    feed = FakeFeed()
+    store = ListStore()
+    writer = BatchWriter(store, flush_interval_s=60)
+    proc = Processor(q, norm, writer, feed, product_of=lambda s: "spot")
+    return q, norm, feed, store, proc
+
+
+async def test_frames_events_and_commands_are_handled_in_queue_order() -> None:
+    q, norm, feed, store, proc = _stage()
+    q.put_event(ConnEvent("connected", "spot#0", "spot", 1, (), "ws://x"))
+    q.put_event(ConnEvent("subscribe_sent", "spot#0", "spot", 2, ("t1", "t2")))
+    q.put_frame("spot#0", "spot", "A", 3)
+    q.put_frame("spot#0", "spot", "GAP", 4)
+    q.put_event(ConnEvent("disconnected", "spot#0", "spot", 5, ("t1", "t2"), "connection_lost: x"))
+    await proc.drain()
+    await proc.writer.close()
+    assert norm.calls == [
+        ("on_subscribe_sent", "spot#0", ("t1", "t2")),
+        ("feed", "spot#0", "A"),
+        ("feed", "spot#0", "GAP"),
+        ("on_subscribe_sent", "spot#0", ("update:BTC-USD_0",)),
+        ("on_disconnect", "spot#0"),
+    ]
+    assert feed.calls == [("resync", "spot#0", "update:BTC-USD_0")]
+    raw = store.rows("raw")
+    assert raw == {"local_timestamp": [3, 4], "server": ["spot", "spot"],
+                   "connection": ["spot#0", "spot#0"], "frame": ["A", "GAP"]}
+    assert store.rows("trades")["id"] == ["A", "GAP"]
+    events = store.rows("events")
+    assert events["kind"] == ["connected", "subscribe_sent", "subscribe_sent", "disconnected"]
+    assert events["topic"] == [None, "t1", "t2", None]
+    assert events["detail"][-1] == "connection_lost: x"
+    assert set(events["product"]) == {"spot"}
+
+
+async def test_shed_frames_become_an_event_and_a_resync_of_that_connection() -> None:
+    q, norm, feed, store, proc = _stage(max_frames=1)
+    q.put_frame("spot#0", "spot", "A", 1)
+    q.put_frame("spot#0", "spot", "B", 2)  # shed
+    q.put_frame("spot#0", "spot", "C", 3)  # shed
+    await proc.drain()
+    await proc.writer.close()
+    events = store.rows("events")
+    assert events["kind"] == ["shed"] and events["count"] == [2]
+    assert "2 frames dropped" in events["detail"][0]
+    assert ("on_disconnect", "spot#0") in norm.calls
+    assert feed.calls == [("resubscribe_all", "spot#0")]
+    assert store.rows("raw")["frame"] == ["A"]
+
+
+async def test_the_running_stage_hands_rows_over_after_the_batch_delay() -> None:
+    q, _, _, store, proc = _stage()
+    proc.batch_max_delay_s = 0.01
+    task = asyncio.create_task(proc.run())
+    q.put_frame("spot#0", "spot", "A", 1)
+    try:
+        assert await asyncio.to_thread(store.appended.wait, 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await proc.writer.close()
+    assert store.rows("raw")["frame"] == ["A"]
