@@ -7,9 +7,11 @@ For every item of a drain, in queue order:
 - a frame goes to ``Normalizer.feed``; its ``raw`` row is kept; the commands that come back
   (resubscribe a topic after a gap or a crossed book, spread topics after BTSE error 1007)
   are handed to the feed supervisor;
-- a connection event becomes an ``events`` row and, for ``disconnected``, puts that
-  connection's books back to SYNCING (``Normalizer.on_disconnect``);
-- a shed marker becomes a ``shed`` event row and resyncs every topic of that connection.
+- a connection event goes to the Normalizer (``disconnected`` puts that connection's books
+  back to SYNCING, ``subscribe_sent`` makes them wait for a fresh snapshot and registers OTC
+  quote requests) or becomes an ``events`` row (connected, stale, auth, error);
+- a shed marker becomes a ``shed`` event row and resubscribes every topic of that connection
+  (gaps in the books are caught by their sequence numbers meanwhile).
 
 Rows are handed to the :class:`~collector.pipeline.writer.BatchWriter` when ``batch_max_rows``
 are buffered or ``batch_max_delay_s`` has passed; the writer's bounded backlog is the
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -28,20 +30,36 @@ import structlog
 from collector.feed.connection import ConnEvent
 from collector.pipeline.queue import FrameQueue, Item, Shed
 from collector.pipeline.writer import BatchWriter
+from collector.protocol.commands import Acknowledged, ExchangeErrorSeen, Resubscribe
 
 log = structlog.get_logger()
 
-# ConnEvent kinds -> events table kinds
+BUFFER_FULL = 1007  # BTSE: "User message buffer is full." -> spread topics over more connections
+
+# ConnEvent kinds -> events table kinds (disconnected/subscribe_sent rows come from the Normalizer)
 EVENT_KINDS = {
     "connected": "connected",
-    "disconnected": "disconnected",
-    "subscribe_sent": "subscribe_sent",
-    "unsubscribe_sent": "unsubscribe_sent",
     "stale": "stale",
     "auth_ok": "auth",
     "auth_failed": "auth",
     "fatal": "error",
 }
+
+
+class OtcRequest(Protocol):
+    """An OTC quote request (``collector.config.OtcQuoteConfig``)."""
+
+    @property
+    def symbol(self) -> str: ...
+
+    @property
+    def quantity(self) -> float: ...
+
+    @property
+    def currency(self) -> str: ...
+
+    @property
+    def cl_order_id(self) -> str | None: ...
 
 
 class FeedControl(Protocol):
@@ -68,6 +86,8 @@ class Processor:
         drain_max: int = 2048,
         keep_raw: bool = True,
         on_frames: Callable[[Sequence[Item]], None] | None = None,
+        on_ack: Callable[[str, tuple[str, ...]], None] | None = None,
+        otc_requests: Mapping[str, OtcRequest] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.queue = queue
@@ -81,6 +101,10 @@ class Processor:
         self.drain_max = drain_max
         self.keep_raw = keep_raw
         self.on_frames = on_frames
+        self.on_ack = on_ack
+        self.otc_requests: Mapping[str, OtcRequest] = otc_requests or {}
+        self.acked: dict[str, set[str]] = {}
+        self.exchange_errors: dict[int | None, int] = {}
         self._clock = clock
         self._raw_ts: list[int] = []
         self._raw_server: list[str] = []
@@ -158,37 +182,47 @@ class Processor:
     def _commands(self, commands: Sequence[Any]) -> None:
         for command in commands:
             self.commands += 1
-            name = type(command).__name__
-            conn_id = getattr(command, "conn_id", None)
-            if name == "Resubscribe" and conn_id is not None:
-                topic = command.topic
-                if not self.feed.resync(conn_id, topic):
-                    log.info("resync_deferred", conn=conn_id, topic=topic,
+            kind = type(command)
+            if kind is Resubscribe:
+                if not self.feed.resync(command.conn_id, command.topic):
+                    log.info("resync_deferred", conn=command.conn_id, topic=command.topic,
                              reason="not connected; the next session resubscribes")
-                else:
-                    self.normalizer.on_subscribe_sent(conn_id, [topic])
-            elif name in ("SpreadTopics", "Split", "SplitConnection") and conn_id is not None:
-                self.feed.split(conn_id)
-            else:
-                log.warning("unknown_command", command=repr(command))
+            elif kind is ExchangeErrorSeen:
+                self.exchange_errors[command.code] = self.exchange_errors.get(command.code, 0) + 1
+                if command.code == BUFFER_FULL:
+                    self.feed.split(command.conn_id)
+            elif kind is Acknowledged and command.op == "subscribe":
+                self.acked.setdefault(command.conn_id, set()).update(command.topics)
+                if self.on_ack is not None:
+                    self.on_ack(command.conn_id, command.topics)
+            # Pong and AuthResult: the connection itself handles pings and the login ack.
 
     def _conn_event(self, event: ConnEvent) -> None:
-        product = self.product_of(event.server)
-        kind = EVENT_KINDS.get(event.kind, event.kind)
-        if event.kind == "disconnected":
-            self.normalizer.on_disconnect(event.conn_id)
-        elif event.kind == "subscribe_sent" and event.detail != "resync":
-            # (resyncs were reported to the normalizer when their command was handled)
-            self.normalizer.on_subscribe_sent(event.conn_id, list(event.topics))
-        if event.kind in ("subscribe_sent", "unsubscribe_sent"):
-            for topic in event.topics:
-                self.buffers.add_event(kind, event.local_ts_us, product=product, topic=topic,
-                                       connection=event.conn_id, detail=event.detail or None)
+        norm = self.normalizer
+        kind = event.kind
+        if kind == "disconnected":
+            self.acked.pop(event.conn_id, None)
+            norm.on_disconnect(event.conn_id, event.topics, event.local_ts_us,
+                               server_name=event.server, reason=event.detail)
             return
+        if kind == "subscribe_sent":
+            book_topics = [t for t in event.topics if t not in self.otc_requests]
+            if book_topics:
+                norm.on_subscribe_sent(event.conn_id, book_topics, event.local_ts_us,
+                                       server_name=event.server)
+            for topic in event.topics:
+                q = self.otc_requests.get(topic)
+                if q is not None:
+                    norm.on_otc_quote_sent(event.conn_id, q.symbol, q.quantity, q.currency,
+                                           q.cl_order_id)
+            return
+        if kind == "unsubscribe_sent":
+            return  # the ack ("unsubscribed") and the "resync" event already tell it
         detail = event.detail or None
-        if event.kind in ("auth_ok", "auth_failed"):
-            detail = ("ok" if event.kind == "auth_ok" else f"refused: {event.detail}")
-        self.buffers.add_event(kind, event.local_ts_us, product=product, connection=event.conn_id,
+        if kind in ("auth_ok", "auth_failed"):
+            detail = "login ok" if kind == "auth_ok" else f"login refused: {event.detail}"
+        self.buffers.add_event(EVENT_KINDS.get(kind, kind), event.local_ts_us,
+                               product=self.product_of(event.server), connection=event.conn_id,
                                count=len(event.topics) or None, detail=detail)
 
     def _shed(self, shed: Shed) -> None:
@@ -197,10 +231,9 @@ class Processor:
             "shed", shed.last_ts_us, product=self.product_of(shed.server), connection=shed.conn_id,
             count=shed.count,
             detail=(f"frame queue full: {shed.count} frames dropped between "
-                    f"{shed.first_ts_us} and {shed.last_ts_us} (µs); books resynced"),
+                    f"{shed.first_ts_us} and {shed.last_ts_us} (µs); topics resubscribed"),
         )
         log.warning("frames_shed", conn=shed.conn_id, count=shed.count)
-        self.normalizer.on_disconnect(shed.conn_id)
         self.feed.resubscribe_all(shed.conn_id)
 
     # -- handing over ------------------------------------------------------------------------

@@ -1,20 +1,13 @@
 import asyncio
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 from collector.feed.connection import ConnEvent
 from collector.pipeline.processor import Processor
 from collector.pipeline.queue import FrameQueue
 from collector.pipeline.writer import BatchWriter
+from collector.protocol.commands import Acknowledged, ExchangeErrorSeen, Resubscribe
 from collector.protocol.rows import TableBuffers
-
-
-@dataclass(frozen=True)
-class Resubscribe:
-    conn_id: str
-    topic: str
-    reason: str
 
 
 class FakeNormalizer:
@@ -27,13 +20,21 @@ class FakeNormalizer:
     def feed(self, conn_id: str, server: str, data: str, ts: int) -> list[Any]:
         self.calls.append(("feed", conn_id, data))
         self.buffers.add_trade("spot", "BTC-USD", ts, ts, data, "buy", 1.0, 2.0)
-        return [Resubscribe(conn_id, "update:BTC-USD_0", "gap")] if data == "GAP" else []
+        return {
+            "GAP": [Resubscribe(conn_id, "update:BTC-USD_0", "gap")],
+            "1007": [ExchangeErrorSeen(conn_id, 1007, "User message buffer is full.", None)],
+            "ACK": [Acknowledged(conn_id, "subscribe", ("t1",))],
+        }.get(data, [])
 
-    def on_disconnect(self, conn_id: str) -> None:
-        self.calls.append(("on_disconnect", conn_id))
+    def on_disconnect(self, conn_id: str, topics: Any, ts: int, *, server_name: str, reason: str) -> None:
+        self.calls.append(("on_disconnect", conn_id, tuple(topics), ts, server_name, reason))
 
-    def on_subscribe_sent(self, conn_id: str, topics: list[str]) -> None:
-        self.calls.append(("on_subscribe_sent", conn_id, tuple(topics)))
+    def on_subscribe_sent(self, conn_id: str, topics: list[str], ts: int, *, server_name: str) -> None:
+        self.calls.append(("on_subscribe_sent", conn_id, tuple(topics), ts))
+
+    def on_otc_quote_sent(self, conn_id: str, symbol: str, quantity: float, currency: str,
+                          cl_order_id: str | None) -> None:
+        self.calls.append(("on_otc_quote_sent", conn_id, symbol, quantity, currency))
 
 
 class FakeFeed:
@@ -91,32 +92,49 @@ async def test_frames_events_and_commands_are_handled_in_queue_order() -> None:
     q, norm, feed, store, proc = _stage()
     q.put_event(ConnEvent("connected", "spot#0", "spot", 1, (), "ws://x"))
     q.put_event(ConnEvent("subscribe_sent", "spot#0", "spot", 2, ("t1", "t2")))
-    q.put_frame("spot#0", "spot", "A", 3)
+    q.put_frame("spot#0", "spot", "ACK", 3)
     q.put_frame("spot#0", "spot", "GAP", 4)
-    q.put_event(ConnEvent("disconnected", "spot#0", "spot", 5, ("t1", "t2"), "connection_lost: x"))
+    q.put_frame("spot#0", "spot", "1007", 5)
+    q.put_event(ConnEvent("stale", "spot#0", "spot", 6, ("t1", "t2"), "silent for 50s"))
+    q.put_event(ConnEvent("disconnected", "spot#0", "spot", 7, ("t1", "t2"), "stale: x"))
     await proc.drain()
     await proc.writer.close()
     assert norm.calls == [
-        ("on_subscribe_sent", "spot#0", ("t1", "t2")),
-        ("feed", "spot#0", "A"),
+        ("on_subscribe_sent", "spot#0", ("t1", "t2"), 2),
+        ("feed", "spot#0", "ACK"),
         ("feed", "spot#0", "GAP"),
-        ("on_subscribe_sent", "spot#0", ("update:BTC-USD_0",)),
-        ("on_disconnect", "spot#0"),
+        ("feed", "spot#0", "1007"),
+        ("on_disconnect", "spot#0", ("t1", "t2"), 7, "spot", "stale: x"),
     ]
-    assert feed.calls == [("resync", "spot#0", "update:BTC-USD_0")]
+    assert feed.calls == [("resync", "spot#0", "update:BTC-USD_0"), ("split", "spot#0")]
+    assert proc.acked == {}  # cleared by the disconnect
+    assert proc.exchange_errors == {1007: 1}
     raw = store.rows("raw")
-    assert raw == {"local_timestamp": [3, 4], "server": ["spot", "spot"],
-                   "connection": ["spot#0", "spot#0"], "frame": ["A", "GAP"]}
-    assert store.rows("trades")["id"] == ["A", "GAP"]
+    assert raw == {"local_timestamp": [3, 4, 5], "server": ["spot"] * 3,
+                   "connection": ["spot#0"] * 3, "frame": ["ACK", "GAP", "1007"]}
+    assert store.rows("trades")["id"] == ["ACK", "GAP", "1007"]
     events = store.rows("events")
-    assert events["kind"] == ["connected", "subscribe_sent", "subscribe_sent", "disconnected"]
-    assert events["topic"] == [None, "t1", "t2", None]
-    assert events["detail"][-1] == "connection_lost: x"
+    assert events["kind"] == ["connected", "stale"]
+    assert events["detail"] == ["ws://x", "silent for 50s"]
+    assert events["count"] == [None, 2]
     assert set(events["product"]) == {"spot"}
 
 
+async def test_otc_subscriptions_register_quote_requests() -> None:
+    q, norm, _, _, proc = _stage()
+
+    class Quote:
+        symbol, quantity, currency, cl_order_id = "BTC-USD", 1.0, "BTC", None
+
+    proc.otc_requests = {"quote:BTC-USD:1:BTC": Quote()}
+    q.put_event(ConnEvent("subscribe_sent", "otc#0", "otc", 2, ("quote:BTC-USD:1:BTC",)))
+    await proc.drain()
+    await proc.writer.close()
+    assert norm.calls == [("on_otc_quote_sent", "otc#0", "BTC-USD", 1.0, "BTC")]
+
+
 async def test_shed_frames_become_an_event_and_a_resync_of_that_connection() -> None:
-    q, norm, feed, store, proc = _stage(max_frames=1)
+    q, _norm, feed, store, proc = _stage(max_frames=1)
     q.put_frame("spot#0", "spot", "A", 1)
     q.put_frame("spot#0", "spot", "B", 2)  # shed
     q.put_frame("spot#0", "spot", "C", 3)  # shed
@@ -125,7 +143,6 @@ async def test_shed_frames_become_an_event_and_a_resync_of_that_connection() -> 
     events = store.rows("events")
     assert events["kind"] == ["shed"] and events["count"] == [2]
     assert "2 frames dropped" in events["detail"][0]
-    assert ("on_disconnect", "spot#0") in norm.calls
     assert feed.calls == [("resubscribe_all", "spot#0")]
     assert store.rows("raw")["frame"] == ["A"]
 
