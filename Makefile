@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	scripts/fetch-asyncapi-schema.sh
 	@touch $(STAMP)
 
 run: $(STAMP)

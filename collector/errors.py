@@ -9,6 +9,9 @@ carries its context as attributes, so logs and tests can read them without parsi
     │   ├── SpecError              a broken or incomplete AsyncAPI file in specs/
     │   ├── SchemaError            a broken table schema in schemas/ (file and key)
     │   └── CredentialsError       a credential the config needs is missing or unreadable
+    ├── SpecLookupError            a product/server/channel/message name the specs lack (lists valid)
+    ├── TopicError                 a topic that cannot be rendered from its parameters
+    ├── SpecValidationError        a decoded frame that violates its payload schema (JSON path)
     ├── FeedError                  recoverable: the connection or topic is resynced
     │   ├── ConnectionLost         the socket closed or failed
     │   ├── StaleFeed              no pong or no data within the deadline
@@ -78,6 +81,42 @@ class SpecError(FatalError):
         self.path = path
         self.message = message
         super().__init__(f"{file}: {path}: {message}")
+
+
+class SpecLookupError(CollectorError, LookupError):
+    """A product, server, channel or message name the specs do not have; lists the valid ones."""
+
+    def __init__(self, what: str, name: str, valid: tuple[str, ...]) -> None:
+        self.what = what
+        self.name = name
+        self.valid = tuple(valid)
+        super().__init__(f"unknown {what} {name!r}; valid: {', '.join(self.valid) or '(none)'}")
+
+    def __str__(self) -> str:  # LookupError would repr() a single argument
+        return str(self.args[0])
+
+
+class TopicError(CollectorError, ValueError):
+    """A topic cannot be rendered: wrong parameters, or a value its pattern rejects."""
+
+    def __init__(self, template: str, message: str) -> None:
+        self.template = template
+        self.message = message
+        super().__init__(f"topic {template!r}: {message}")
+
+
+class SpecValidationError(CollectorError):
+    """A decoded frame that does not match its message's payload schema in ``specs/``.
+
+    ``path`` is a JSON path into the frame (``$.data.seqNum``); ``schema`` names the message
+    (``futures:orderbookUpdate``).
+    """
+
+    def __init__(self, message: str, path: str, schema: str = "") -> None:
+        self.message = message
+        self.path = path
+        self.schema = schema
+        super().__init__(f"{schema + ': ' if schema else ''}{path}: {message}")
 
 
 class CredentialsError(FatalError):
