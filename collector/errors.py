@@ -19,6 +19,7 @@ carries its context as attributes, so logs and tests can read them without parsi
     │   ├── AuthError              authKeyExpires was refused
     │   └── BookInconsistency      gap, crossed book: resubscribe that topic only
     ├── DecodeError                a frame that does not decode or match the spec (kept raw)
+    │   └── InexactNumber          a price/amount float64 cannot hold exactly (> 15 digits)
     └── StorageError               the store cannot be written (disk full, permissions)
         ├── UnsafePathError        a symbol or name that would escape the data folder
         ├── RowsRejected           a column batch that does not match its table schema
@@ -179,6 +180,15 @@ class DecodeError(CollectorError):
         self.raw = raw
         self.topic = topic
         super().__init__(f"undecodable frame ({reason})" + (f" on {topic}" if topic else ""))
+
+
+class InexactNumber(DecodeError):
+    """A decimal that float64 cannot hold exactly (more than 15 significant digits, NaN...)."""
+
+    def __init__(self, text: str, problem: str) -> None:
+        self.text = text
+        self.problem = problem
+        super().__init__(f"inexact number {text!r}: {problem}", text)
 
 
 class StorageError(CollectorError):

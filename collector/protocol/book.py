@@ -1,0 +1,277 @@
+"""The order-book engine: one :class:`OrderBook` per (product, symbol, grouping).
+
+Each side is a ``dict`` price -> amount (floats, exact: see :mod:`numbers`) plus a sorted
+list of its prices, maintained only when a price level appears or disappears (most deltas
+only change amounts). Best bid/ask are list ends, top-N a slice, so nothing is sorted per
+frame.
+
+State machine (BTSE's sequencing rules, reference §3.6)::
+
+    SYNCING ──snapshot──▶ LIVE ──gap / crossed──▶ RESYNCING ──snapshot──▶ LIVE
+       ▲                   │ duplicate: ignored, counted (stays LIVE)
+       └── reset() (disconnect, subscribe sent) from any state
+
+- ``SYNCING``: waiting for the first snapshot; deltas are not applied and are counted.
+- ``LIVE``: a delta whose ``seqNum`` is not newer than the last one is a *duplicate* (ignored,
+  counted, not a gap); a delta whose ``prevSeqNum`` differs from the last ``seqNum`` is a *gap*;
+  after applying a delta, best bid >= best ask is a *crossed* book. Gap and crossed move the book
+  to ``RESYNCING`` (the caller resubscribes that topic only).
+- ``RESYNCING``: deltas are ignored (counted) until the next snapshot.
+
+``apply_delta`` returns an ``int`` outcome (no object per frame); the details of the last gap /
+duplicate (expected and received sequence numbers) are attributes of the book.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections.abc import Iterable, Sequence
+from enum import Enum
+
+
+class BookState(Enum):
+    SYNCING = "syncing"
+    LIVE = "live"
+    RESYNCING = "resyncing"
+
+
+SYNCING = BookState.SYNCING
+LIVE = BookState.LIVE
+RESYNCING = BookState.RESYNCING
+
+# apply_delta outcomes
+APPLIED = 0  # applied, top of book unchanged
+APPLIED_TOP = 1  # applied, best bid/ask price or amount changed
+SKIPPED = 2  # not LIVE (SYNCING or RESYNCING): not applied, counted
+DUPLICATE = 3  # seqNum not newer than the last one: ignored, counted
+GAP = 4  # prevSeqNum != last seqNum: now RESYNCING
+CROSSED = 5  # applied, then best bid >= best ask: now RESYNCING
+
+OUTCOME_NAMES = ("applied", "applied_top", "skipped", "duplicate", "gap", "crossed")
+
+Level = tuple[float, float]
+
+_NEG_INF = float("-inf")
+_POS_INF = float("inf")
+
+
+class OrderBook:
+    """One BTSE order book with its sequencing state. Not thread-safe; pure."""
+
+    __slots__ = (
+        "_ask_prices",
+        "_bid_prices",
+        "_top",
+        "asks",
+        "bids",
+        "crossed_count",
+        "duplicate_count",
+        "expected_seq",
+        "gap_count",
+        "grouping",
+        "last_seq",
+        "next_snapshot_us",
+        "product",
+        "received_seq",
+        "skipped_count",
+        "skipped_since_sync",
+        "state",
+        "symbol",
+        "sync_count",
+        "timestamp_us",
+        "topic",
+    )
+
+    def __init__(self, product: str, symbol: str, grouping: int = 0, topic: str | None = None):
+        self.product = product
+        self.symbol = symbol
+        self.grouping = grouping
+        self.topic = topic
+        self.state = SYNCING
+        self.bids: dict[float, float] = {}
+        self.asks: dict[float, float] = {}
+        self._bid_prices: list[float] = []  # ascending, best bid last
+        self._ask_prices: list[float] = []  # ascending, best ask first
+        self._top: tuple[float | None, float | None, float | None, float | None] = (
+            None,
+            None,
+            None,
+            None,
+        )
+        self.last_seq = -1
+        self.next_snapshot_us = 0  # scheduling field for the owner (normalizer)
+        self.timestamp_us: int | None = None
+        self.expected_seq: int | None = None
+        self.received_seq: int | None = None
+        self.skipped_count = 0  # deltas not applied because not LIVE (all time)
+        self.skipped_since_sync = 0  # ... since the last snapshot
+        self.duplicate_count = 0
+        self.gap_count = 0
+        self.crossed_count = 0
+        self.sync_count = 0
+
+    # -- state ---------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Back to SYNCING with an empty book (disconnect, resubscribe sent)."""
+        self.state = SYNCING
+        self.bids.clear()
+        self.asks.clear()
+        self._bid_prices.clear()
+        self._ask_prices.clear()
+        self._top = (None, None, None, None)
+        self.last_seq = -1
+
+    def mark_resyncing(self) -> None:
+        """Move to RESYNCING (e.g. the caller decided to resubscribe)."""
+        self.state = RESYNCING
+
+    # -- applying ------------------------------------------------------------------------
+
+    def apply_snapshot(
+        self,
+        bids: Iterable[Level],
+        asks: Iterable[Level],
+        seq: int,
+        timestamp_us: int | None = None,
+    ) -> None:
+        """Replace the whole book (any state) and go LIVE. Zero amounts are not levels."""
+        self.bids = {p: a for p, a in bids if a}
+        self.asks = {p: a for p, a in asks if a}
+        self._bid_prices = sorted(self.bids)
+        self._ask_prices = sorted(self.asks)
+        self.last_seq = seq
+        self.timestamp_us = timestamp_us
+        self.state = LIVE
+        self.sync_count += 1
+        self.skipped_since_sync = 0
+        self.top_changed()
+
+    def apply_delta(
+        self,
+        bids: Sequence[Level],
+        asks: Sequence[Level],
+        seq: int,
+        prev_seq: int,
+        timestamp_us: int | None = None,
+    ) -> int:
+        """Apply one delta (absolute amounts, 0 deletes); returns an outcome constant."""
+        if self.state is not LIVE:
+            self.skipped_count += 1
+            self.skipped_since_sync += 1
+            return SKIPPED
+        last = self.last_seq
+        if seq <= last:
+            self.duplicate_count += 1
+            self.expected_seq = last
+            self.received_seq = seq
+            return DUPLICATE
+        if prev_seq != last:
+            self.gap_count += 1
+            self.expected_seq = last
+            self.received_seq = prev_seq
+            self.state = RESYNCING
+            return GAP
+        touched = False  # did a level at or better than the best price change?
+        if bids:
+            book = self.bids
+            prices = self._bid_prices
+            best = prices[-1] if prices else _NEG_INF
+            for price, amount in bids:
+                if price >= best:
+                    touched = True
+                if amount:
+                    if price not in book:
+                        insort(prices, price)
+                    book[price] = amount
+                elif price in book:
+                    del book[price]
+                    del prices[bisect_left(prices, price)]
+        if asks:
+            book = self.asks
+            prices = self._ask_prices
+            best = prices[0] if prices else _POS_INF
+            for price, amount in asks:
+                if price <= best:
+                    touched = True
+                if amount:
+                    if price not in book:
+                        insort(prices, price)
+                    book[price] = amount
+                elif price in book:
+                    del book[price]
+                    del prices[bisect_left(prices, price)]
+        self.last_seq = seq
+        self.timestamp_us = timestamp_us
+        if not touched:
+            return APPLIED
+        bp = self._bid_prices
+        ap = self._ask_prices
+        if bp and ap and bp[-1] >= ap[0]:
+            self.crossed_count += 1
+            self.expected_seq = None
+            self.received_seq = seq
+            self.state = RESYNCING
+            return CROSSED
+        return APPLIED_TOP if self.top_changed() else APPLIED
+
+    def top_changed(self) -> bool:
+        """Recompute the cached top of book; True if it differs from the cached one."""
+        bp = self._bid_prices
+        ap = self._ask_prices
+        bb = bp[-1] if bp else None
+        ba = ap[0] if ap else None
+        top = (
+            bb,
+            self.bids[bb] if bb is not None else None,
+            ba,
+            self.asks[ba] if ba is not None else None,
+        )
+        if top != self._top:
+            self._top = top
+            return True
+        return False
+
+    # -- reading -------------------------------------------------------------------------
+
+    @property
+    def top(self) -> tuple[float | None, float | None, float | None, float | None]:
+        """Cached (best bid price, its amount, best ask price, its amount); None if empty."""
+        return self._top
+
+    def best_bid(self) -> Level | None:
+        bp = self._bid_prices
+        return (bp[-1], self.bids[bp[-1]]) if bp else None
+
+    def best_ask(self) -> Level | None:
+        ap = self._ask_prices
+        return (ap[0], self.asks[ap[0]]) if ap else None
+
+    def top_bids(self, n: int) -> list[Level]:
+        """The best ``n`` bids, best first."""
+        book = self.bids
+        prices = self._bid_prices
+        return [(p, book[p]) for p in reversed(prices[-n:])] if n > 0 else []
+
+    def top_asks(self, n: int) -> list[Level]:
+        """The best ``n`` asks, best first."""
+        book = self.asks
+        return [(p, book[p]) for p in self._ask_prices[:n]] if n > 0 else []
+
+    def depth(self) -> tuple[list[Level], list[Level]]:
+        """Full depth: (bids best first, asks best first)."""
+        return self.top_bids(len(self._bid_prices)), self.top_asks(len(self._ask_prices))
+
+    def is_crossed(self) -> bool:
+        bp = self._bid_prices
+        ap = self._ask_prices
+        return bool(bp and ap and bp[-1] >= ap[0])
+
+    def __len__(self) -> int:
+        return len(self.bids) + len(self.asks)
+
+    def __repr__(self) -> str:
+        return (
+            f"OrderBook({self.product}:{self.symbol}_{self.grouping} {self.state.value} "
+            f"seq={self.last_seq} bids={len(self.bids)} asks={len(self.asks)} top={self._top})"
+        )

@@ -1,0 +1,694 @@
+"""The sans-I/O heart of the collector: frames in, rows and commands out.
+
+``Normalizer.feed(conn_id, server_name, data, local_ts_us)`` decodes one frame
+(:class:`Decoder`), applies books (:class:`OrderBook`), de-duplicates trades, appends rows to
+``self.buffers`` (:class:`TableBuffers`) and returns the :mod:`commands` the feed must act on.
+Every inconsistency becomes an ``events`` row. Time only comes from the frames' ``local_ts``
+(snapshot scheduling included): there is no clock here.
+
+Rows written:
+
+- ``book_changes``: a snapshot writes ``is_snapshot`` rows (the whole rebuilt book); a delta
+  applied while LIVE writes one row per level. After a gap or a crossed book nothing is written
+  until the next snapshot (the crossing delta itself is not written either), so a stored delta
+  always continues the snapshot before it.
+- ``quotes``: ``source=book`` each time best bid/ask (price or amount) changes, and after each
+  sync; ``source=l1`` for every ``snapshotL1`` frame.
+- ``book_snapshots``: top ``snapshot_depth`` levels right after each sync and then every
+  ``snapshot_interval_s`` (aligned to multiples of the interval in local time).
+- ``trades``: de-duplicated by (product, symbol, tradeId) with bounded memory.
+- ``otc_quotes``: one per quote message, joined with the quote request it answers.
+- ``events``: synced, gap, duplicate, crossed, resync, disconnected, subscribe_sent, subscribed,
+  unsubscribed, auth, error, decode_error, spec_drift, otc_unmatched.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from collector.protocol.book import (
+    APPLIED_TOP,
+    CROSSED,
+    DUPLICATE,
+    GAP,
+    LIVE,
+    SKIPPED,
+    OrderBook,
+)
+from collector.protocol.commands import (
+    Acknowledged,
+    AuthResult,
+    Command,
+    ExchangeErrorSeen,
+    Pong,
+    Resubscribe,
+)
+from collector.protocol.decode import Decoder, RegistryLike
+from collector.protocol.records import (
+    Ack,
+    BookUpdate,
+    DecodeFailure,
+    ExchangeErrorFrame,
+    L1Update,
+    LoginAck,
+    OtcQuote,
+    PongFrame,
+    PrivateMessage,
+    Record,
+    Trades,
+)
+from collector.protocol.rows import SNAPSHOT_DEPTH, TableBuffers
+from collector.protocol.symbols import canonical_symbol
+
+log = structlog.get_logger()
+
+BookKey = tuple[str, str, int]
+DETAIL_LIMIT = 500  # characters of raw text copied into an events row (raw table has it all)
+
+
+class ServerLike(Protocol):
+    @property
+    def product(self) -> str: ...
+
+
+class NormalizerRegistry(RegistryLike, Protocol):
+    def server(self, name: str) -> ServerLike: ...
+
+
+class TradeMemory:
+    """Which trade ids of one (product, symbol) were already stored, in bounded memory.
+
+    ``recent`` holds the last ``capacity`` ids; ``floor`` is the highest id ever evicted (or
+    seeded from the store at startup): any numeric id <= floor is treated as already seen.
+    BTSE re-sends a batch of recent trades (tens, newest first) after every subscribe, so a
+    capacity far above the batch size never mistakes a new trade for an old one.
+    """
+
+    __slots__ = ("_order", "capacity", "floor", "high_water", "recent")
+
+    def __init__(self, capacity: int = 4096, floor: int | None = None) -> None:
+        self.capacity = capacity
+        self.floor = floor
+        self.high_water = floor
+        self.recent: set[str] = set()
+        self._order: deque[tuple[str, int | None]] = deque()
+
+    def seen(self, trade_id: str, trade_seq: int | None) -> bool:
+        """True if already seen; otherwise remembers it and returns False."""
+        if trade_id in self.recent:
+            return True
+        floor = self.floor
+        if trade_seq is not None and floor is not None and trade_seq <= floor:
+            return True
+        self.recent.add(trade_id)
+        self._order.append((trade_id, trade_seq))
+        if trade_seq is not None and (self.high_water is None or trade_seq > self.high_water):
+            self.high_water = trade_seq
+        if len(self._order) > self.capacity:
+            old_id, old_seq = self._order.popleft()
+            self.recent.discard(old_id)
+            if old_seq is not None and (floor is None or old_seq > floor):
+                self.floor = old_seq
+        return False
+
+
+@dataclass
+class _OtcRequest:
+    symbol: str
+    quantity: float
+    currency: str
+    cl_order_id: str | None
+
+
+@dataclass
+class NormalizerStats:
+    frames: int = 0
+    decode_failures: int = 0
+    spec_drifts: int = 0
+    private_messages: int = 0
+    trade_duplicates: int = 0
+    deltas_skipped: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    crossed: int = 0
+    syncs: int = 0
+    exchange_errors: int = 0
+    otc_unmatched: int = 0
+
+
+class Normalizer:
+    """Frames -> rows (``self.buffers``) + commands. One per processing stage; not thread-safe."""
+
+    def __init__(
+        self,
+        registry: NormalizerRegistry,
+        *,
+        snapshot_interval_s: float = 60.0,
+        snapshot_depth: int = SNAPSHOT_DEPTH,
+        validate_sample_rate: float = 0.001,
+        trade_memory: int = 4096,
+    ) -> None:
+        if snapshot_interval_s <= 0:
+            raise ValueError(f"snapshot_interval_s must be > 0, got {snapshot_interval_s}")
+        if not 1 <= snapshot_depth <= SNAPSHOT_DEPTH:
+            raise ValueError(f"snapshot_depth must be 1..{SNAPSHOT_DEPTH}, got {snapshot_depth}")
+        if not 0.0 <= validate_sample_rate <= 1.0:
+            raise ValueError(f"validate_sample_rate must be in [0, 1], got {validate_sample_rate}")
+        if trade_memory < 1:
+            raise ValueError(f"trade_memory must be >= 1, got {trade_memory}")
+        self.registry = registry
+        self.snapshot_interval_us = int(snapshot_interval_s * 1_000_000)
+        self.snapshot_depth = snapshot_depth
+        self.validate_every = round(1 / validate_sample_rate) if validate_sample_rate else 0
+        self.trade_memory = trade_memory
+        self.buffers = TableBuffers()
+        self.books: dict[BookKey, OrderBook] = {}
+        self.stats = NormalizerStats()
+        self._decoders: dict[str, Decoder] = {}
+        self._book_conn: dict[BookKey, str] = {}
+        self._trades: dict[tuple[str, str], TradeMemory] = {}
+        self._otc: dict[str, list[_OtcRequest]] = {}
+
+    # -- the hot path ---------------------------------------------------------------------
+
+    def feed(
+        self, conn_id: str, server_name: str, data: str | bytes, local_ts: int
+    ) -> list[Command]:
+        """Process one received frame; returns the commands for the feed (usually none)."""
+        self.stats.frames += 1
+        try:
+            decoder = self._decoders[server_name]
+        except KeyError:
+            decoder = self._decoder(server_name)
+        record = decoder.decode(data, local_ts)
+        if decoder.drifts:
+            self._drifts(decoder, conn_id)
+        if type(record) is BookUpdate:
+            return self._book(conn_id, record)
+        return self._other(conn_id, decoder.product, record)
+
+    def _book(self, conn_id: str, rec: BookUpdate) -> list[Command]:
+        key = (rec.product, rec.symbol, rec.grouping)
+        book = self.books.get(key)
+        if book is None:
+            book = self.books[key] = OrderBook(rec.product, rec.symbol, rec.grouping, rec.topic)
+        self._book_conn[key] = conn_id
+        if rec.is_snapshot:
+            self._snapshot(conn_id, book, rec)
+            if book.is_crossed():  # BTSE's rule: a crossed book is resubscribed
+                book.crossed_count += 1
+                book.mark_resyncing()
+                return self._book_problem(conn_id, book, rec, CROSSED)
+            return []
+        outcome = book.apply_delta(rec.bids, rec.asks, rec.seq, rec.prev_seq, rec.timestamp_us)
+        local_ts = rec.local_ts
+        if outcome <= APPLIED_TOP:
+            self.buffers.add_book_levels(
+                rec.product,
+                rec.symbol,
+                rec.grouping,
+                rec.timestamp_us,
+                local_ts,
+                False,
+                rec.seq,
+                rec.prev_seq,
+                rec.bids,
+                rec.asks,
+            )
+            if outcome == APPLIED_TOP:
+                self._quote(book, rec)
+            if local_ts >= book.next_snapshot_us:
+                self._book_snapshot(book, local_ts)
+            return []
+        return self._book_problem(conn_id, book, rec, outcome)
+
+    # -- books ----------------------------------------------------------------------------
+
+    def _snapshot(self, conn_id: str, book: OrderBook, rec: BookUpdate) -> None:
+        was = book.state
+        skipped = book.skipped_since_sync
+        book.apply_snapshot(rec.bids, rec.asks, rec.seq, rec.timestamp_us)
+        book.topic = rec.topic
+        self.stats.syncs += 1
+        bids, asks = book.depth()
+        buf = self.buffers
+        buf.add_book_levels(
+            rec.product,
+            rec.symbol,
+            rec.grouping,
+            rec.timestamp_us,
+            rec.local_ts,
+            True,
+            rec.seq,
+            rec.prev_seq,
+            bids,
+            asks,
+        )
+        self._quote(book, rec)
+        self._book_snapshot(book, rec.local_ts)
+        buf.add_event(
+            "synced",
+            rec.local_ts,
+            product=rec.product,
+            symbol=rec.symbol,
+            topic=rec.topic,
+            connection=conn_id,
+            received_seq=rec.seq,
+            count=skipped,
+            detail=f"snapshot of {len(bids)} bids / {len(asks)} asks, was {was.value}"
+            + (f", {skipped} deltas skipped before it" if skipped else ""),
+            timestamp=rec.timestamp_us,
+        )
+        if was is not LIVE:
+            log.info(
+                "book_synced",
+                product=rec.product,
+                symbol=rec.symbol,
+                grouping=rec.grouping,
+                seq=rec.seq,
+                was=was.value,
+            )
+
+    def _quote(self, book: OrderBook, rec: BookUpdate) -> None:
+        """A ``quotes`` row (source=book) with the book's current top."""
+        bid, bid_amount, ask, ask_amount = book.top
+        self.buffers.add_quote(
+            rec.product,
+            rec.symbol,
+            rec.timestamp_us,
+            rec.local_ts,
+            ask_amount,
+            ask,
+            bid,
+            bid_amount,
+            "book",
+            rec.grouping,
+            rec.seq,
+        )
+
+    def _book_snapshot(self, book: OrderBook, local_ts: int) -> None:
+        depth = self.snapshot_depth
+        self.buffers.add_book_snapshot(
+            book.product,
+            book.symbol,
+            book.timestamp_us,
+            local_ts,
+            book.top_bids(depth),
+            book.top_asks(depth),
+            book.grouping,
+            book.last_seq,
+        )
+        interval = self.snapshot_interval_us
+        book.next_snapshot_us = (local_ts // interval + 1) * interval
+
+    def _book_problem(
+        self, conn_id: str, book: OrderBook, rec: BookUpdate, outcome: int
+    ) -> list[Command]:
+        if outcome == SKIPPED:
+            self.stats.deltas_skipped += 1
+            return []  # counted; reported in the next 'synced' event
+        common: dict[str, Any] = {
+            "product": rec.product,
+            "symbol": rec.symbol,
+            "topic": rec.topic,
+            "connection": conn_id,
+            "timestamp": rec.timestamp_us,
+        }
+        buf = self.buffers
+        if outcome == DUPLICATE:
+            self.stats.duplicates += 1
+            buf.add_event(
+                "duplicate",
+                rec.local_ts,
+                expected_seq=book.expected_seq,
+                received_seq=rec.seq,
+                count=1,
+                detail=f"seqNum {rec.seq} not after {book.expected_seq}: ignored",
+                **common,
+            )
+            return []
+        if outcome == GAP:
+            self.stats.gaps += 1
+            reason = "gap"
+            buf.add_event(
+                "gap",
+                rec.local_ts,
+                expected_seq=book.expected_seq,
+                received_seq=book.received_seq,
+                detail=f"prevSeqNum {book.received_seq} != last seqNum {book.expected_seq}",
+                **common,
+            )
+        else:  # CROSSED
+            assert outcome == CROSSED
+            self.stats.crossed += 1
+            reason = "crossed"
+            bid, ask = book.best_bid(), book.best_ask()
+            buf.add_event(
+                "crossed",
+                rec.local_ts,
+                received_seq=rec.seq,
+                detail=f"best bid {bid[0] if bid else None} >= best ask {ask[0] if ask else None} after "
+                + ("snapshot" if rec.is_snapshot else "delta")
+                + f" seqNum {rec.seq}",
+                **common,
+            )
+        topic = book.topic or rec.topic
+        buf.add_event(
+            "resync",
+            rec.local_ts,
+            count=None,
+            detail=f"resubscribe {topic} after {reason}",
+            **common,
+        )
+        log.warning(
+            "book_resync",
+            reason=reason,
+            product=rec.product,
+            symbol=rec.symbol,
+            topic=topic,
+            conn=conn_id,
+            expected=book.expected_seq,
+            received=book.received_seq,
+        )
+        return [Resubscribe(conn_id, topic, reason)]
+
+    def _book_key(self, product: str, topic: str) -> BookKey | None:
+        matched = self.registry.match(product, topic)
+        if matched is None or str(matched[0].kind) != "book":
+            return None
+        params = matched[1]
+        symbol = params.get("symbol")
+        if not symbol:
+            return None
+        grouping = params.get("grouping")
+        return (product, canonical_symbol(symbol), int(grouping) if grouping else 0)
+
+    def _product_of(self, conn_id: str, server_name: str | None) -> str | None:
+        name = server_name or conn_id.split("#", 1)[0]
+        try:
+            return self.registry.server(name).product
+        except Exception:  # unknown server name: nothing to reset by topic
+            return None
+
+    def _reset_books(
+        self,
+        conn_id: str,
+        topics: tuple[str, ...],
+        server_name: str | None,
+        kind: str,
+        local_ts: int,
+    ) -> None:
+        keys: set[BookKey] = {k for k, c in self._book_conn.items() if c == conn_id}
+        product = self._product_of(conn_id, server_name)
+        if product is not None:
+            for topic in topics:
+                key = self._book_key(product, topic)
+                if key is not None:
+                    keys.add(key)
+        for key in sorted(keys):
+            book = self.books.get(key)
+            if book is None:
+                book = self.books[key] = OrderBook(*key)
+            book.reset()
+            self._book_conn[key] = conn_id
+
+    def on_disconnect(
+        self,
+        conn_id: str,
+        topics: tuple[str, ...] | list[str] = (),
+        local_ts: int = 0,
+        *,
+        server_name: str | None = None,
+        reason: str = "",
+    ) -> None:
+        """The connection dropped: its books go back to SYNCING; an event records it."""
+        topics = tuple(topics)
+        self._reset_books(conn_id, topics, server_name, "disconnected", local_ts)
+        self._otc.pop(conn_id, None)
+        self.buffers.add_event(
+            "disconnected",
+            local_ts,
+            connection=conn_id,
+            product=self._product_of(conn_id, server_name),
+            count=len(topics),
+            detail=reason or None,
+        )
+
+    def on_subscribe_sent(
+        self,
+        conn_id: str,
+        topics: tuple[str, ...] | list[str],
+        local_ts: int = 0,
+        *,
+        server_name: str | None = None,
+    ) -> None:
+        """A subscribe for ``topics`` went out: their books wait for a fresh snapshot."""
+        topics = tuple(topics)
+        self._reset_books(conn_id, topics, server_name, "subscribe_sent", local_ts)
+        product = self._product_of(conn_id, server_name)
+        for topic in topics:
+            self.buffers.add_event(
+                "subscribe_sent", local_ts, connection=conn_id, product=product, topic=topic
+            )
+
+    # -- trades ---------------------------------------------------------------------------
+
+    def seed_trade_high_water(self, product: str, symbol: str, trade_id: int) -> None:
+        """Trades with a numeric id <= ``trade_id`` are already in the store (startup)."""
+        key = (product, canonical_symbol(symbol))
+        memory = self._trades.get(key)
+        if memory is None:
+            self._trades[key] = TradeMemory(self.trade_memory, trade_id)
+        elif memory.floor is None or trade_id > memory.floor:
+            memory.floor = trade_id
+            if memory.high_water is None or trade_id > memory.high_water:
+                memory.high_water = trade_id
+
+    def trade_high_water(self, product: str, symbol: str) -> int | None:
+        memory = self._trades.get((product, canonical_symbol(symbol)))
+        return memory.high_water if memory else None
+
+    def _trades_rows(self, rec: Trades) -> None:
+        buf = self.buffers
+        memories = self._trades
+        for t in rec.trades:
+            key = (rec.product, t.symbol)
+            memory = memories.get(key)
+            if memory is None:
+                memory = memories[key] = TradeMemory(self.trade_memory)
+            if memory.seen(t.trade_id, t.trade_seq):
+                self.stats.trade_duplicates += 1
+                continue
+            buf.add_trade(
+                rec.product,
+                t.symbol,
+                t.timestamp_us,
+                rec.local_ts,
+                t.trade_id,
+                t.side,
+                t.price,
+                t.amount,
+            )
+
+    # -- OTC ------------------------------------------------------------------------------
+
+    def on_otc_quote_sent(
+        self,
+        conn_id: str,
+        symbol: str,
+        quantity: float,
+        currency: str,
+        cl_order_id: str | None = None,
+    ) -> None:
+        """An OTC ``quote`` request went out; its quote messages are joined to it."""
+        requests = self._otc.setdefault(conn_id, [])
+        requests[:] = [
+            r
+            for r in requests
+            if not (r.symbol == symbol and r.quantity == quantity and r.cl_order_id == cl_order_id)
+        ]
+        requests.append(_OtcRequest(symbol, float(quantity), currency, cl_order_id))
+
+    def on_otc_unsubscribe(
+        self,
+        conn_id: str,
+        symbol: str | None = None,
+        quantity: float | None = None,
+        cl_order_id: str | None = None,
+    ) -> None:
+        """``unsubscribe-quote`` (or ``-all`` when symbol is None) went out."""
+        if symbol is None:
+            self._otc.pop(conn_id, None)
+            return
+        requests = self._otc.get(conn_id, [])
+        requests[:] = [
+            r
+            for r in requests
+            if not (
+                r.symbol == symbol
+                and (quantity is None or r.quantity == quantity)
+                and r.cl_order_id == cl_order_id
+            )
+        ]
+
+    def _otc_request(self, conn_id: str, q: OtcQuote) -> _OtcRequest | None:
+        requests = self._otc.get(conn_id, [])
+        if q.cl_order_id:
+            for r in requests:
+                if r.cl_order_id == q.cl_order_id:
+                    return r
+        candidates = [r for r in requests if q.symbol is None or r.symbol == q.symbol]
+        if len(candidates) > 1:
+            by_qty = [r for r in candidates if r.quantity in (q.buy_quantity, q.sell_quantity)]
+            candidates = by_qty or candidates
+        return candidates[0] if len(candidates) == 1 else None
+
+    def _otc_row(self, conn_id: str, q: OtcQuote) -> None:
+        request = self._otc_request(conn_id, q)
+        if request is None:
+            self.stats.otc_unmatched += 1
+            self.buffers.add_event(
+                "otc_unmatched",
+                q.local_ts,
+                product="otc",
+                symbol=q.symbol,
+                topic="quote",
+                connection=conn_id,
+                detail="quote message matches no single quote request of this connection",
+                timestamp=q.timestamp_us,
+            )
+            return
+        self.buffers.add_otc_quote(
+            (
+                q.symbol or request.symbol,
+                q.timestamp_us,
+                q.local_ts,
+                request.quantity,
+                request.currency,
+                q.cl_order_id if q.cl_order_id is not None else request.cl_order_id,
+                q.buy_quote_id,
+                q.sell_quote_id,
+                q.buy_quantity,
+                q.buy_unit_price,
+                q.buy_total_amount,
+                q.sell_quantity,
+                q.sell_unit_price,
+                q.sell_total_amount,
+                q.status,
+                q.reason,
+            )
+        )
+
+    # -- everything else ------------------------------------------------------------------
+
+    def _other(self, conn_id: str, product: str, rec: Record) -> list[Command]:
+        buf = self.buffers
+        kind = type(rec)
+        if kind is Trades:
+            assert isinstance(rec, Trades)
+            self._trades_rows(rec)
+            return []
+        if kind is L1Update:
+            assert isinstance(rec, L1Update)
+            bid = rec.bid or (None, None)
+            ask = rec.ask or (None, None)
+            buf.add_quote(
+                product,
+                rec.symbol,
+                rec.timestamp_us,
+                rec.local_ts,
+                ask[1],
+                ask[0],
+                bid[0],
+                bid[1],
+                "l1",
+                None,
+                None,
+            )
+            return []
+        if kind is PongFrame:
+            return [Pong(conn_id, rec.local_ts)]
+        if kind is OtcQuote:
+            assert isinstance(rec, OtcQuote)
+            self._otc_row(conn_id, rec)
+            return []
+        if kind is Ack:
+            assert isinstance(rec, Ack)
+            event = "subscribed" if rec.event == "subscribe" else "unsubscribed"
+            for topic in rec.topics:
+                buf.add_event(event, rec.local_ts, product=product, topic=topic, connection=conn_id)
+            if not rec.topics:
+                buf.add_event(
+                    event,
+                    rec.local_ts,
+                    product=product,
+                    connection=conn_id,
+                    count=0,
+                    detail="ack with an empty channel list",
+                )
+            return [Acknowledged(conn_id, rec.event, tuple(rec.topics))]
+        if kind is ExchangeErrorFrame:
+            assert isinstance(rec, ExchangeErrorFrame)
+            commands: list[Command] = []
+            for e in rec.entries:
+                self.stats.exchange_errors += 1
+                detail = f'{{"code": {e.code if e.code is not None else "null"}, "message": {e.message!r}}}'
+                buf.add_event(
+                    "error",
+                    rec.local_ts,
+                    product=product,
+                    topic=e.topic,
+                    connection=conn_id,
+                    detail=detail,
+                )
+                commands.append(ExchangeErrorSeen(conn_id, e.code, e.message, e.topic))
+                log.warning(
+                    "exchange_error", conn=conn_id, code=e.code, message=e.message, topic=e.topic
+                )
+            return commands
+        if kind is LoginAck:
+            assert isinstance(rec, LoginAck)
+            detail = (
+                "login ok" if rec.success else f"login refused (code={rec.code}, msg={rec.message})"
+            )
+            buf.add_event("auth", rec.local_ts, product=product, connection=conn_id, detail=detail)
+            return [AuthResult(conn_id, rec.success, detail)]
+        if kind is DecodeFailure:
+            assert isinstance(rec, DecodeFailure)
+            self.stats.decode_failures += 1
+            buf.add_event(
+                "decode_error",
+                rec.local_ts,
+                product=product,
+                topic=rec.topic,
+                connection=conn_id,
+                count=1,
+                detail=f"{rec.reason}: {rec.raw[:DETAIL_LIMIT]}",
+            )
+            return []
+        if kind is PrivateMessage:
+            self.stats.private_messages += 1
+            return []
+        raise TypeError(f"unhandled record type {kind.__name__}")  # pragma: no cover
+
+    def _drifts(self, decoder: Decoder, conn_id: str) -> None:
+        for d in decoder.take_drifts():
+            self.stats.spec_drifts += 1
+            self.buffers.add_event(
+                "spec_drift",
+                d.local_ts,
+                product=d.product,
+                topic=d.topic,
+                connection=conn_id,
+                detail=f"{d.kind} frame drifts from the spec at {d.path or '$'}: {d.message}; frame: {d.raw[:DETAIL_LIMIT]}",
+            )
+
+    def _decoder(self, server_name: str) -> Decoder:
+        product = self.registry.server(server_name).product
+        decoder = Decoder(self.registry, product, validate_every=self.validate_every)
+        self._decoders[server_name] = decoder
+        return decoder
