@@ -68,7 +68,7 @@ class BatchWriter:
         max_pending: int = 8,
         flush_interval_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
-        on_flush: Callable[[WriterStats], None] | None = None,
+        on_flush: Callable[[WriterStats, Any], None] | None = None,
     ) -> None:
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
@@ -82,6 +82,7 @@ class BatchWriter:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._last_flush = clock()
         self._ticker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
     @property
@@ -90,6 +91,7 @@ class BatchWriter:
 
     def start(self) -> None:
         """Start the timer that flushes when no batch arrives for a flush interval."""
+        self._loop = asyncio.get_running_loop()
         if self._ticker is None:
             self._ticker = asyncio.create_task(self._tick(), name="store-flush-timer")
 
@@ -101,7 +103,7 @@ class BatchWriter:
             return
         await self._slots.acquire()
         self._pending += 1
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, self._write, batch)
         future.add_done_callback(self._release)
 
@@ -129,15 +131,17 @@ class BatchWriter:
         started = time.perf_counter()
         self._last_flush = self._clock()
         try:
-            self.store.flush()
+            result = self.store.flush()
         except Exception as exc:
             self._failed("store_flush_failed", exc)
             return
         self.stats.flushes += 1
         self.stats.last_flush_seconds = time.perf_counter() - started
         self.stats.last_flush_wall = time.time()
-        if self._on_flush is not None:
-            self._on_flush(self.stats)
+        loop = self._loop
+        if self._on_flush is not None and loop is not None and not loop.is_closed():
+            # the callback runs on the event loop, never on this thread
+            loop.call_soon_threadsafe(self._on_flush, self.stats, result)
 
     def _failed(self, event: str, exc: Exception, **fields: Any) -> None:
         self.stats.errors += 1
@@ -165,7 +169,7 @@ class BatchWriter:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._flush)
         try:
             await loop.run_in_executor(self._executor, self.store.close)
