@@ -2,7 +2,7 @@
 
 ::
 
-    <data_dir>/<table>/product=<p>/symbol=<s>/date=YYYY-MM-DD/<table>-<start>-<id>.parquet
+    <data_dir>/<table>/product=<p>/symbol=<s>/date=YYYY-MM-DD/<table>-<start>-<id>.parquet   start = first row, µs
                                                              .<table>-<start>-<id>.journal      (open file)
                                                              .<table>-<start>-<id>.parquet.tmp  (being published)
     <data_dir>/<table>/product=_/symbol=_/date=1970-01-01/_schema.parquet   zero-row schema anchor
@@ -39,7 +39,7 @@ ANCHOR_DATE = "1970-01-01"
 _US_PER_DAY = 86_400_000_000
 # A partition value: ASCII letters, digits, '-', '_', '.', starting with a letter or digit.
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_STEM = re.compile(r"(?P<table>[a-z_]+)-(?P<start>\d{8}T\d{6}Z)-(?P<id>[0-9a-f]{8,32})")
+_STEM = re.compile(r"(?P<table>[a-z_]+)-(?P<start>\d{8}T\d{6}\.\d{6}Z)-(?P<id>[0-9a-f]{8,32})")
 
 
 def safe_name(value: object, what: str = "name") -> str:
@@ -105,10 +105,16 @@ def anchor_path(data_dir: Path, schema: TableSchema) -> Path:
     return data_dir / schema.name / Path(*parts) / ANCHOR_NAME
 
 
-def new_stem(table: str, start_unix_s: float) -> str:
-    """File stem ``<table>-<YYYYmmddTHHMMSSZ>-<random hex>``: sorts by start time."""
-    start = datetime.fromtimestamp(start_unix_s, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{table}-{start}-{uuid.uuid4().hex[:12]}"
+def new_stem(table: str, start_us: int) -> str:
+    """File stem ``<table>-<YYYYmmddTHHMMSS.ffffffZ>-<random hex>``: sorts by the first row's time."""
+    start = datetime.fromtimestamp(start_us // 1_000_000, tz=UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{table}-{start}.{start_us % 1_000_000:06d}Z-{uuid.uuid4().hex[:12]}"
+
+
+def stem_start(stem: str) -> str:
+    """The start-time part of a stem (files of one partition sort by it)."""
+    match = _STEM.fullmatch(stem)
+    return match.group("start") if match else ""
 
 
 def is_stem(stem: str) -> bool:

@@ -391,7 +391,7 @@ class Store:
         day = layout.day_number(first_us)
         partition = layout.make_partition(schema, key[1], layout.day_to_date(day))
         directory = self.data_dir / partition.relpath()
-        stem = layout.new_stem(schema.name, first_us / 1_000_000)
+        stem = layout.new_stem(schema.name, first_us)
         try:
             journal = files.Journal(layout.journal_path(directory, stem), schema.arrow)
         except OSError as exc:
@@ -474,11 +474,17 @@ def last_trade_ids(data_dir: Path) -> dict[tuple[str, str], int]:
         if layout.ANCHOR_VALUE in (product, symbol):
             continue
         for date_dir in sorted(sym_dir.glob("date=*"), reverse=True):
-            published = sorted(p for p in date_dir.glob("*.parquet") if layout.stem_of(p))
-            if not published:
+            starts = {
+                p: layout.stem_start(layout.stem_of(p) or "") for p in date_dir.glob("*.parquet")
+            }
+            starts = {p: s for p, s in starts.items() if s}
+            if not starts:
                 continue
-            ids = pq.read_table(str(published[-1]), columns=["id"]).column("id").to_pylist()
-            numeric = [int(i) for i in ids if isinstance(i, str) and i.isdigit()]
+            newest = max(starts.values())  # files starting in the same microsecond: read them all
+            numeric: list[int] = []
+            for path in (p for p, s in starts.items() if s == newest):
+                ids = pq.read_table(str(path), columns=["id"]).column("id").to_pylist()
+                numeric += [int(i) for i in ids if isinstance(i, str) and i.isdigit()]
             if numeric:
                 out[(product, symbol)] = max(numeric)
                 break

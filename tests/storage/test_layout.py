@@ -30,8 +30,9 @@ def test_partition_paths_and_names() -> None:
     assert part.relpath() == Path("trades/product=spot/symbol=BTC-USD/date=2024-01-02")
     assert layout.date_of(1_704_153_600_000_000) == "2024-01-02"
     assert layout.date_of(1_704_153_599_999_999) == "2024-01-01"
-    stem = layout.new_stem("trades", 1_704_153_600.5)
-    assert stem.startswith("trades-20240102T000000Z-")
+    stem = layout.new_stem("trades", 1_704_153_600_500_001)
+    assert stem.startswith("trades-20240102T000000.500001Z-")
+    assert layout.stem_start(stem) == "20240102T000000.500001Z"
     d = Path("/d")
     # Only the published name matches a *.parquet glob.
     assert layout.final_path(d, stem).match("*.parquet")
