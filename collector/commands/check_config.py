@@ -101,8 +101,10 @@ def summary(config: Config, registry: Any | None, out: TextIO) -> None:
 
 
 def check(
-    path: Path, *, skip_data_dir: bool = False, out: TextIO = sys.stdout, err: TextIO = sys.stderr
+    path: Path, *, skip_data_dir: bool = False, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
     try:
         config = load_config(path)
     except ConfigError as exc:

@@ -119,9 +119,11 @@ def status(
     timeout: float = 5.0,
     *,
     as_json: bool = False,
-    out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
 ) -> int:
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
     try:
         data = fetch(url, timeout)
     except (OSError, ValueError) as exc:
