@@ -246,6 +246,7 @@ class SpecCatalog:
 
     channels: Mapping[str, tuple[str, ...]]  # product -> channel kinds a market may name
     servers: tuple[str, ...]  # every server name in the specs
+    has_otc: bool = True  # the specs describe the OTC quote stream
 
     @property
     def products(self) -> tuple[str, ...]:
@@ -266,7 +267,7 @@ def catalog_from_registry(registry: Any) -> SpecCatalog:
         if kinds:
             channels[product] = tuple(kinds)
     servers = tuple(sorted(s.name for s in registry.servers()))
-    return SpecCatalog(types.MappingProxyType(channels), servers)
+    return SpecCatalog(types.MappingProxyType(channels), servers, "otc" in registry.products)
 
 
 def _load_catalog(specs_dir: Path | None) -> SpecCatalog:
@@ -861,7 +862,9 @@ def load_config(
     kwargs["endpoints"] = _endpoints(ck, top.get("endpoints"), catalog)
     markets = _markets(ck, top.get("markets"), catalog)
     kwargs["markets"] = markets
-    kwargs["otc"] = _otc(ck, top.get("otc"))
+    kwargs["otc"] = otc = _otc(ck, top.get("otc"))
+    if otc is not None and otc.quotes and catalog is not None and not catalog.has_otc:
+        ck.problem(("otc", "quotes"), "the specs in use describe no OTC product")
     for name, cls in (
         ("storage", StorageConfig),
         ("book", BookConfig),

@@ -438,3 +438,18 @@ def test_data_dir_problem(tmp_path: Path) -> None:
     f = tmp_path / "file"
     f.write_text("x")
     assert "not a directory" in (data_dir_problem(f / "sub") or "")
+
+
+def test_otc_quotes_need_an_otc_spec(tmp_path: Path) -> None:
+    catalog = SpecCatalog({"spot": ("book",)}, ("spot",), has_otc=False)
+    with pytest.raises(ConfigError) as exc:
+        load_config(
+            write(
+                tmp_path,
+                "data_dir: d\notc: {quotes: [{symbol: BTC-USD, quantity: 1, currency: BTC}]}\n",
+            ),
+            catalog=catalog,
+        )
+    assert [(p.key, p.message) for p in exc.value.problems] == [
+        ("otc.quotes", "the specs in use describe no OTC product")
+    ]

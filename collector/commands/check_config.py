@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def plan_connections(config: Config, registry: Any) -> list[tuple[str, str, int, int]]:
-    """(server, url, connections, topics) per server, as the feed's topic planner spreads them."""
+def plan_connections(config: Config, registry: Any) -> list[tuple[str, str, int, str]]:
+    """(server, url, connections, what) per server, as the feed's topic planner spreads them."""
     from collector.feed.planner import plan
 
     topics: dict[str, list[str]] = {}
@@ -45,17 +45,22 @@ def plan_connections(config: Config, registry: Any) -> list[tuple[str, str, int,
         if stream.grouping is not None:
             params["grouping"] = stream.grouping
         topics.setdefault(server.name, []).append(registry.render(channel, **params))
-    if config.needs_credentials:
+    otc_server = None
+    if config.needs_credentials and config.otc is not None:
         otc = [s for s in registry.servers("otc", config.environment) if s.kind == "main"]
         if otc:
-            topics.setdefault(otc[0].name, [])
+            otc_server = otc[0].name
+            topics.setdefault(otc_server, [])
     result = plan(topics, config.connection.max_topics_per_connection)
     rows = []
     for server_name in sorted(topics):
         url = config.endpoints.get(server_name) or registry.server(server_name).url
         conns = result.for_server(server_name)
-        n_conns = len(conns) if topics[server_name] else 1
-        rows.append((server_name, url, n_conns, len(topics[server_name])))
+        if server_name == otc_server and config.otc is not None:
+            n = len(config.otc.quotes)
+            rows.append((server_name, url, 1, f"{n} quote{'s' if n != 1 else ''}, authenticated"))
+        else:
+            rows.append((server_name, url, len(conns), f"{len(topics[server_name])} topics"))
     return rows
 
 
@@ -87,8 +92,8 @@ def summary(config: Config, registry: Any | None, out: TextIO) -> None:
             f"(max {config.connection.max_topics_per_connection} topics each)",
             file=out,
         )
-        for server, url, n, topics in rows:
-            print(f"    {server:<20} {n} × {url}  ({topics} topics)", file=out)
+        for server, url, n, what in rows:
+            print(f"    {server:<20} {n} × {url}  ({what})", file=out)
     listen = config.health.listen
     where = f"http://{listen[0]}:{listen[1]}/healthz and /metrics" if listen else "disabled"
     print(f"  health        {where}", file=out)

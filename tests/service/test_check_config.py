@@ -93,3 +93,25 @@ def test_console_script_exit_code(tmp_path: Path) -> None:
     )
     assert proc.returncode == 78
     assert f"{cfg}:2: (yaml): invalid YAML" in proc.stderr
+
+
+def test_otc_plan_with_credentials(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("collector.specs")
+    creds = tmp_path / "creds"
+    creds.write_text("BTSE_API_KEY=abc\nBTSE_API_SECRET=very-secret\n")
+    monkeypatch.delenv("BTSE_API_KEY", raising=False)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    creds.rename(tmp_path / "btse")
+    cfg = tmp_path / "otc.yaml"
+    cfg.write_text(
+        f"data_dir: {tmp_path}/data\n"
+        "otc:\n  quotes:\n    - {symbol: BTC-USD, quantity: 1, currency: BTC}\n"
+        "    - {symbol: BTC-USD, quantity: 5, currency: BTC, side: buy}\n"
+    )
+    assert cli.main(["check-config", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "otc quotes    BTC-USD 1 BTC, BTC-USD 5 BTC" in out
+    assert "otc                  1 × wss://ws.btse.com/ws/otc  (2 quotes, authenticated)" in out
+    assert "very-secret" not in out

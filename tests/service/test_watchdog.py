@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from pathlib import Path
 
 import pytest
+from notify_helpers import NotifyListener
 
 from collector.config import HealthConfig
 from collector.service.health import HealthReport, HealthState
@@ -37,26 +36,12 @@ def test_policy_disabled_without_interval() -> None:
         WatchdogPolicy(0)
 
 
-def drain(sock: socket.socket) -> list[str]:
-    out = []
-    while True:
-        try:
-            out.append(sock.recv(4096).decode())
-        except BlockingIOError:
-            return out
-
-
-def test_ticker_withholds_watchdog_while_a_stream_is_stale(tmp_path: Path) -> None:
-    path = str(tmp_path / "n.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    sock.setblocking(False)
+def test_ticker_withholds_watchdog_while_a_stream_is_stale(notify_listener: NotifyListener) -> None:
     health = HealthState(HealthConfig(), clock=lambda: T0, started=T0)
     key = health.register_stream("spot", "book", "BTC-USD", now=T0)
     health.set_state(key, "live", T0)
     reports: list[HealthReport] = []
-    msgs: list[str] = []
-    with Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "30000000"}) as notifier:
+    with Notifier(notify_listener.env(watchdog_usec=30_000_000)) as notifier:
         ticker = ServiceTicker(health, notifier, on_report=reports.append, clock=lambda: T0)
         assert ticker.tick_s == 1.0
         for t in range(0, 121, 1):  # a 2-minute run with one tick per second
@@ -65,8 +50,8 @@ def test_ticker_withholds_watchdog_while_a_stream_is_stale(tmp_path: Path) -> No
                 health.message(key, now)  # silent from 31 s to 99 s: stale from 91 s
             health.flushed(now)
             ticker.tick(now)
-            msgs += drain(sock)  # a datagram socket queues only ~10 messages
-    sock.close()
+            notify_listener.drain()  # a datagram socket queues only ~10 messages
+    msgs = notify_listener.received
     pings = [m for m in msgs if m == "WATCHDOG=1"]
     statuses = [m for m in msgs if m.startswith("STATUS=")]
     assert statuses[0].startswith("STATUS=1/1 streams live, ")
