@@ -134,10 +134,14 @@ class OrderBook:
         asks: Iterable[Level],
         seq: int,
         timestamp_us: int | None = None,
-    ) -> None:
-        """Replace the whole book (any state) and go LIVE. Zero amounts are not levels."""
-        self.bids = {p: a for p, a in bids if a}
-        self.asks = {p: a for p, a in asks if a}
+    ) -> int:
+        """Replace the whole book (any state) and go LIVE; returns APPLIED_TOP or CROSSED.
+
+        A repeated price keeps its last amount; zero amounts are not levels. A crossed
+        snapshot is kept (so it can be inspected) but the book goes to RESYNCING.
+        """
+        self.bids = {p: a for p, a in dict(bids).items() if a}
+        self.asks = {p: a for p, a in dict(asks).items() if a}
         self._bid_prices = sorted(self.bids)
         self._ask_prices = sorted(self.asks)
         self.last_seq = seq
@@ -146,6 +150,13 @@ class OrderBook:
         self.sync_count += 1
         self.skipped_since_sync = 0
         self.top_changed()
+        if self.is_crossed():
+            self.crossed_count += 1
+            self.expected_seq = None
+            self.received_seq = seq
+            self.state = RESYNCING
+            return CROSSED
+        return APPLIED_TOP
 
     def apply_delta(
         self,

@@ -28,8 +28,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import structlog
-
 from collector.protocol.book import (
     APPLIED_TOP,
     CROSSED,
@@ -64,7 +62,18 @@ from collector.protocol.records import (
 from collector.protocol.rows import SNAPSHOT_DEPTH, TableBuffers
 from collector.protocol.symbols import canonical_symbol
 
-log = structlog.get_logger()
+
+class _LazyLog:
+    """structlog, imported on the first lifecycle event: ``import structlog`` pulls in asyncio,
+    and the protocol core must stay importable without it (offline replay, the purity test)."""
+
+    def __getattr__(self, name: str) -> Any:
+        import structlog
+
+        return getattr(structlog.get_logger("collector.protocol"), name)
+
+
+log = _LazyLog()
 
 BookKey = tuple[str, str, int]
 DETAIL_LIMIT = 500  # characters of raw text copied into an events row (raw table has it all)
@@ -198,10 +207,7 @@ class Normalizer:
             book = self.books[key] = OrderBook(rec.product, rec.symbol, rec.grouping, rec.topic)
         self._book_conn[key] = conn_id
         if rec.is_snapshot:
-            self._snapshot(conn_id, book, rec)
-            if book.is_crossed():  # BTSE's rule: a crossed book is resubscribed
-                book.crossed_count += 1
-                book.mark_resyncing()
+            if self._snapshot(conn_id, book, rec) == CROSSED:  # BTSE's rule: resubscribe
                 return self._book_problem(conn_id, book, rec, CROSSED)
             return []
         outcome = book.apply_delta(rec.bids, rec.asks, rec.seq, rec.prev_seq, rec.timestamp_us)
@@ -228,10 +234,10 @@ class Normalizer:
 
     # -- books ----------------------------------------------------------------------------
 
-    def _snapshot(self, conn_id: str, book: OrderBook, rec: BookUpdate) -> None:
+    def _snapshot(self, conn_id: str, book: OrderBook, rec: BookUpdate) -> int:
         was = book.state
         skipped = book.skipped_since_sync
-        book.apply_snapshot(rec.bids, rec.asks, rec.seq, rec.timestamp_us)
+        outcome = book.apply_snapshot(rec.bids, rec.asks, rec.seq, rec.timestamp_us)
         book.topic = rec.topic
         self.stats.syncs += 1
         bids, asks = book.depth()
@@ -272,6 +278,7 @@ class Normalizer:
                 seq=rec.seq,
                 was=was.value,
             )
+        return outcome
 
     def _quote(self, book: OrderBook, rec: BookUpdate) -> None:
         """A ``quotes`` row (source=book) with the book's current top."""

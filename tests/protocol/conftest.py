@@ -69,3 +69,13 @@ class OtcAwareRegistry:
         if name.startswith("otc"):
             return FakeServer(name, "otc")
         return self.real.server(name)
+
+
+@pytest.fixture
+def make_registry(registry: SpecRegistry) -> Any:
+    """``make_registry(drift_kinds=())`` -> an :class:`OtcAwareRegistry` over the real one."""
+
+    def make(drift_kinds: tuple[str, ...] = ()) -> OtcAwareRegistry:
+        return OtcAwareRegistry(registry, drift_kinds)
+
+    return make

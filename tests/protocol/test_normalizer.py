@@ -1,0 +1,312 @@
+"""The normalizer: rows per table, events and commands for every protocol rule and fault."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.protocol import (
+    Acknowledged,
+    AuthResult,
+    ExchangeErrorSeen,
+    Normalizer,
+    Pong,
+    Resubscribe,
+)
+from collector.protocol.book import LIVE, RESYNCING, SYNCING
+from collector.protocol.rows import COLUMNS, TableBuffers
+
+REPO = Path(__file__).resolve().parents[2]
+S = 1_000_000  # one second in µs
+T0 = 1_790_000_000 * S
+
+
+def book_frame(seq: int, bids: list[list[str]], asks: list[list[str]], kind: str = "delta", symbol: str = "BTC-PERP", topic: str | None = None) -> str:
+    return json.dumps(
+        {
+            "topic": topic or f"update:{symbol}_0",
+            "data": {"bids": bids, "asks": asks, "seqNum": seq, "prevSeqNum": seq - 1, "type": kind, "symbol": symbol, "timestamp": 1790134937297},
+        }
+    )
+
+
+SNAP = book_frame(100, [["100.0", "5"], ["99.5", "3"]], [["101.5", "2"], ["101.0", "1"]], "snapshot")
+
+
+@pytest.fixture
+def norm(make_registry) -> Normalizer:  # type: ignore[no-untyped-def]
+    return Normalizer(make_registry(), snapshot_interval_s=10, validate_sample_rate=0)
+
+
+def events(n: Normalizer) -> list[dict[str, Any]]:
+    cols = n.buffers.take("events")
+    return [dict(zip(cols, row, strict=True)) for row in zip(*cols.values(), strict=True)]
+
+
+def test_columns_are_exactly_the_schema_files() -> None:
+    for table, names in COLUMNS.items():
+        schema = yaml.safe_load((REPO / "schemas" / f"{table}.yaml").read_text())
+        assert tuple(c["name"] for c in schema["columns"]) == names, table
+
+
+def test_snapshot_then_deltas_rows(norm: Normalizer) -> None:
+    assert norm.feed("futures_oss#0", "futures_oss", SNAP, T0) == []
+    assert norm.feed("futures_oss#0", "futures_oss", book_frame(101, [["100.0", "6"]], [["102.0", "4"]]), T0 + 1) == []
+    assert norm.feed("futures_oss#0", "futures_oss", book_frame(102, [["98.0", "1"]], []), T0 + 2) == []
+    bc = norm.buffers.take("book_changes")
+    assert bc["is_snapshot"] == [True] * 4 + [False] * 3
+    assert bc["side"] == ["bid", "bid", "ask", "ask", "bid", "ask", "bid"]
+    assert bc["price"] == [100.0, 99.5, 101.0, 101.5, 100.0, 102.0, 98.0]
+    assert bc["amount"] == [5.0, 3.0, 1.0, 2.0, 6.0, 4.0, 1.0]
+    assert bc["seq"] == [100] * 4 + [101, 101, 102]
+    assert bc["prev_seq"] == [99] * 4 + [100, 100, 101]
+    assert bc["timestamp"] == [1790134937297000] * 7
+    assert bc["local_timestamp"] == [T0] * 4 + [T0 + 1] * 2 + [T0 + 2]
+    assert set(bc["exchange"]) == {"btse"} and set(bc["symbol"]) == {"BTC-PERP"} and set(bc["grouping"]) == {0}
+    assert norm.buffers.take("book_changes")["price"] == []  # handed over and reset
+    q = norm.buffers.take("quotes")
+    # after sync, then the delta changed the best bid amount; the deep bid did not touch the top
+    assert q["bid_amount"] == [5.0, 6.0] and q["ask_price"] == [101.0, 101.0] and q["source"] == ["book", "book"]
+    assert q["seq"] == [100, 101]
+    snaps = norm.buffers.take("book_snapshots")
+    assert snaps["bids[0].price"] == [100.0] and snaps["asks[1].price"] == [101.5] and snaps["asks[2].price"] == [None]
+    (ev,) = events(norm)
+    assert ev["kind"] == "synced" and ev["received_seq"] == 100 and ev["count"] == 0
+
+
+def test_gap_resubscribes_and_writes_nothing_until_next_snapshot(norm: Normalizer) -> None:
+    c = "futures_oss#1"
+    norm.feed(c, "futures_oss", SNAP, T0)
+    norm.buffers.take_all()
+    cmds = norm.feed(c, "futures_oss", book_frame(103, [["100.0", "1"]], []), T0 + 1)  # 101, 102 lost
+    assert cmds == [Resubscribe(c, "update:BTC-PERP_0", "gap")]
+    book = norm.books[("futures", "BTC-PERP", 0)]
+    assert book.state is RESYNCING
+    assert norm.feed(c, "futures_oss", book_frame(104, [["100.0", "2"]], []), T0 + 2) == []  # no second command
+    assert norm.buffers.pending("book_changes") == 0 and norm.buffers.pending("quotes") == 0
+    evs = events(norm)
+    assert [(e["kind"], e["expected_seq"], e["received_seq"]) for e in evs] == [("gap", 100, 102), ("resync", None, None)]
+    assert evs[0]["connection"] == c and evs[0]["topic"] == "update:BTC-PERP_0"
+    norm.feed(c, "futures_oss", book_frame(200, [["100.0", "7"]], [["101.0", "1"]], "snapshot"), T0 + 3)
+    assert book.state is LIVE
+    bc = norm.buffers.take("book_changes")
+    assert bc["is_snapshot"] == [True, True] and bc["seq"] == [200, 200]
+    (synced,) = events(norm)
+    assert synced["kind"] == "synced" and synced["count"] == 1  # the delta skipped while resyncing
+
+
+def test_duplicate_is_an_event_not_a_resync(norm: Normalizer) -> None:
+    norm.feed("c", "futures_oss", SNAP, T0)
+    d = book_frame(101, [["100.0", "6"]], [])
+    norm.feed("c", "futures_oss", d, T0 + 1)
+    norm.buffers.take_all()
+    assert norm.feed("c", "futures_oss", d, T0 + 2) == []
+    (ev,) = events(norm)
+    assert (ev["kind"], ev["expected_seq"], ev["received_seq"], ev["count"]) == ("duplicate", 101, 101, 1)
+    assert norm.buffers.pending("book_changes") == 0
+    assert norm.books[("futures", "BTC-PERP", 0)].state is LIVE
+
+
+def test_crossed_book_resubscribes_and_drops_the_crossing_delta(norm: Normalizer) -> None:
+    norm.feed("c", "futures_oss", SNAP, T0)
+    norm.buffers.take_all()
+    cmds = norm.feed("c", "futures_oss", book_frame(101, [["101.0", "1"]], []), T0 + 1)
+    assert cmds == [Resubscribe("c", "update:BTC-PERP_0", "crossed")]
+    assert [e["kind"] for e in events(norm)] == ["crossed", "resync"]
+    assert norm.buffers.pending("book_changes") == 0
+
+
+def test_crossed_snapshot_from_the_docs_is_flagged(norm: Normalizer, frames) -> None:  # type: ignore[no-untyped-def]
+    cmds = norm.feed("c", "futures_oss", frames["futures_book_snapshot_doc_crossed"]["frame"], T0)
+    assert cmds == [Resubscribe("c", "update:BTC-PERP_0", "crossed")]
+    assert [e["kind"] for e in events(norm)] == ["synced", "crossed", "resync"]
+
+
+def test_deltas_before_snapshot_are_counted_in_synced_event(norm: Normalizer) -> None:
+    for s in (95, 96, 97):
+        norm.feed("c", "futures_oss", book_frame(s, [["1", "1"]], []), T0 + s)
+    assert norm.buffers.pending("book_changes") == 0
+    norm.feed("c", "futures_oss", SNAP, T0 + 100)
+    (ev,) = events(norm)
+    assert ev["kind"] == "synced" and ev["count"] == 3
+    assert norm.stats.deltas_skipped == 3
+
+
+def test_folded_spelling_routes_to_one_book_and_resubscribes_the_subscribed_topic(norm: Normalizer) -> None:
+    # BTSE: snapshot on the subscribed "-PERP-USDT" topic, deltas on update:BTC-PERP_0 (§3.0)
+    norm.feed("c", "futures_oss", book_frame(100, [["100.0", "5"]], [["101.0", "1"]], "snapshot", symbol="BTC-PERP-USDT"), T0)
+    norm.feed("c", "futures_oss", book_frame(101, [["100.0", "6"]], []), T0 + 1)
+    assert list(norm.books) == [("futures", "BTC-PERP", 0)]
+    assert set(norm.buffers.take("book_changes")["symbol"]) == {"BTC-PERP"}
+    cmds = norm.feed("c", "futures_oss", book_frame(105, [], []), T0 + 2)
+    assert cmds == [Resubscribe("c", "update:BTC-PERP-USDT_0", "gap")]
+
+
+def test_book_snapshots_on_interval_from_frame_times(norm: Normalizer) -> None:
+    norm.feed("c", "futures_oss", SNAP, T0 + 1)  # sync: one snapshot row
+    for i in range(1, 40):  # one delta per second for 39 s; interval 10 s
+        norm.feed("c", "futures_oss", book_frame(100 + i, [["99.0", str(i)]], []), T0 + i * S)
+    snaps = norm.buffers.take("book_snapshots")
+    assert snaps["local_timestamp"] == [T0 + 1, T0 + 10 * S, T0 + 20 * S, T0 + 30 * S]
+    assert snaps["seq"] == [100, 110, 120, 130]
+    assert snaps["bids[2].amount"] == [None, 10.0, 20.0, 30.0]
+
+
+def test_disconnect_and_subscribe_hooks_reset_books(norm: Normalizer) -> None:
+    norm.feed("futures_oss#0", "futures_oss", SNAP, T0)
+    norm.buffers.take_all()
+    norm.on_disconnect("futures_oss#0", ["update:BTC-PERP_0"], T0 + 5, reason="close 1006")
+    book = norm.books[("futures", "BTC-PERP", 0)]
+    assert book.state is SYNCING and len(book) == 0
+    (ev,) = events(norm)
+    assert (ev["kind"], ev["connection"], ev["detail"], ev["local_timestamp"]) == ("disconnected", "futures_oss#0", "close 1006", T0 + 5)
+    norm.feed("futures_oss#0", "futures_oss", book_frame(101, [["1", "1"]], []), T0 + 6)
+    assert norm.buffers.pending("book_changes") == 0
+    norm.on_subscribe_sent("futures_oss#0", ["update:ETH-PERP_0"], T0 + 7)
+    assert norm.books[("futures", "ETH-PERP", 0)].state is SYNCING
+    assert [e["kind"] for e in events(norm)] == ["subscribe_sent"]
+
+
+def test_trades_deduplicated_with_bounded_memory_and_seeding(make_registry) -> None:  # type: ignore[no-untyped-def]
+    norm = Normalizer(make_registry(), validate_sample_rate=0, trade_memory=3)
+
+    def trades(*ids: int) -> str:
+        return json.dumps({"topic": "tradeHistoryApiV3:BTC-PERP", "data": [{"price": 86641.9, "size": 70, "side": "SELL", "symbol": "BTC-PERP", "tradeId": i, "timestamp": 1790134428345} for i in ids]})
+
+    norm.feed("f", "futures", trades(5, 4, 3), T0)  # batch after subscribe, newest first
+    norm.feed("f", "futures", trades(6, 5, 4), T0 + 1)  # re-sent batch after resubscribe
+    norm.feed("f", "futures", trades(7), T0 + 2)
+    assert norm.buffers.take("trades")["id"] == ["5", "4", "3", "6", "7"]
+    assert norm.stats.trade_duplicates == 2
+    assert norm.trade_high_water("futures", "BTC-PERP") == 7
+    norm.feed("f", "futures", trades(3, 2), T0 + 3)  # evicted from memory: below the floor
+    assert norm.buffers.pending("trades") == 0
+    fresh = Normalizer(make_registry(), validate_sample_rate=0)
+    fresh.seed_trade_high_water("futures", "BTCPFC", 5)  # alias folded
+    fresh.feed("f", "futures", trades(6, 5, 4), T0)
+    assert fresh.buffers.take("trades")["id"] == ["6"]
+
+
+def test_l1_quotes(norm: Normalizer, frames) -> None:  # type: ignore[no-untyped-def]
+    norm.feed("o", "futures_oss", frames["futures_l1_eth"]["frame"], T0)
+    q = norm.buffers.take("quotes")
+    assert (q["source"], q["bid_price"], q["bid_amount"], q["ask_price"], q["ask_amount"], q["grouping"], q["seq"]) == (
+        ["l1"], [2766.67], [165900.0], [2766.68], [2366.0], [None], [None]
+    )
+    assert q["timestamp"] == [1790134133193000] and q["local_timestamp"] == [T0]
+
+
+def test_otc_quotes_joined_with_their_request(norm: Normalizer, frames) -> None:  # type: ignore[no-untyped-def]
+    text = frames["otc_quote_doc"]["frame"]
+    norm.feed("otc#0", "otc", text, T0)  # no request known: event, no row
+    assert norm.buffers.pending("otc_quotes") == 0
+    assert [e["kind"] for e in events(norm)] == ["otc_unmatched"]
+    norm.on_otc_quote_sent("otc#0", "BTC-USD", 10, "BTC")
+    norm.feed("otc#0", "otc", text, T0 + 1)
+    row = norm.buffers.take("otc_quotes")
+    assert row["symbol"] == ["BTC-USD"] and row["quantity"] == [10.0] and row["currency"] == ["BTC"]
+    assert row["buy_unit_price"] == [47865.580838] and row["timestamp"] == [None]
+    norm.on_otc_unsubscribe("otc#0")
+    norm.feed("otc#0", "otc", text, T0 + 2)
+    assert norm.buffers.pending("otc_quotes") == 0
+
+
+def test_control_frames_become_commands_and_events(norm: Normalizer, frames) -> None:  # type: ignore[no-untyped-def]
+    assert norm.feed("s", "spot_oss", "pong", T0) == [Pong("s", T0)]
+    assert norm.feed("s", "spot", frames["subscribe_ack"]["frame"], T0) == [Acknowledged("s", "subscribe", ("tradeHistoryApi:BTC-USD",))]
+    assert norm.feed("f", "futures", frames["login_ack"]["frame"], T0) == [AuthResult("f", True, "login ok")]
+    cmds = norm.feed("o", "futures_oss", frames["oss_error_two_args"]["frame"], T0)
+    assert cmds == [
+        ExchangeErrorSeen("o", 1005, "Topic provided does not exist.", "foo:BTC-PERP"),
+        ExchangeErrorSeen("o", 1000, "Market pair provided is currently not supported.", "update:NOPE-PERP_0"),
+    ]
+    buffer_full = '{"severity":"ERROR","errors":[{"error":{"code":1007,"message":"User message buffer is full."}}]}'
+    assert norm.feed("o", "futures_oss", buffer_full, T0)[0].code == 1007
+    evs = events(norm)
+    assert [e["kind"] for e in evs] == ["subscribed", "auth", "error", "error", "error"]
+    assert '"code": 1000' in evs[3]["detail"]
+
+
+def test_decode_errors_and_spec_drift_are_events(make_registry, frames) -> None:  # type: ignore[no-untyped-def]
+    norm = Normalizer(make_registry(drift_kinds=("l1",)), validate_sample_rate=1.0)
+    assert norm.feed("s", "spot_oss", "hello", T0) == []
+    norm.feed("s", "spot_oss", frames["spot_l1_doc"]["frame"], T0 + 1)
+    evs = events(norm)
+    assert [e["kind"] for e in evs] == ["decode_error", "spec_drift"]
+    assert "not JSON" in evs[0]["detail"] and "hello" in evs[0]["detail"]
+    assert "$.data.extra" in evs[1]["detail"]
+    assert norm.buffers.pending("quotes") == 1  # the drifting frame is kept
+    assert (norm.stats.decode_failures, norm.stats.spec_drifts) == (1, 1)
+
+
+def test_config_is_checked(make_registry) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="snapshot_depth"):
+        Normalizer(make_registry(), snapshot_depth=26)
+    with pytest.raises(ValueError, match="validate_sample_rate"):
+        Normalizer(make_registry(), validate_sample_rate=2)
+    with pytest.raises(ValueError, match="snapshot_interval_s"):
+        Normalizer(make_registry(), snapshot_interval_s=0)
+
+
+# the state machine never emits book rows while not LIVE -----------------------------------
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("delta"), st.integers(min_value=-2, max_value=3)),  # seq step (1 = clean)
+        st.tuples(st.just("snapshot"), st.integers(min_value=1, max_value=5)),
+        st.tuples(st.just("disconnect"), st.just(0)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(ops, st.randoms(use_true_random=False))
+def test_no_book_rows_while_not_live(registry, steps, rnd) -> None:  # type: ignore[no-untyped-def]
+    norm = Normalizer(registry, validate_sample_rate=0)
+    key = ("futures", "BTC-PERP", 0)
+    seq = 100
+    for i, (op, step) in enumerate(steps):
+        ts = T0 + i
+        if op == "disconnect":
+            norm.on_disconnect("c", ["update:BTC-PERP_0"], ts)
+            continue
+        before = norm.books[key].state if key in norm.books else SYNCING
+        seq += step
+        bid = rnd.choice(["99", "99.5", "100"])
+        ask = rnd.choice(["100.5", "101", "99.5"])  # sometimes crossing
+        frame = book_frame(seq, [[bid, str(rnd.randint(0, 3))]], [[ask, str(rnd.randint(0, 3))]], op)
+        pending = norm.buffers.pending("book_changes")
+        norm.feed("c", "futures_oss", frame, ts)
+        wrote = norm.buffers.pending("book_changes") > pending
+        if op == "delta":
+            assert not wrote or (before is LIVE and norm.books[key].state is LIVE)
+        if wrote and op == "delta":
+            bc = norm.buffers.take("book_changes")
+            assert bc["is_snapshot"][-1] is False
+
+
+def test_protocol_core_imports_no_network_code() -> None:
+    code = (
+        "import sys\n"
+        "import collector.protocol, collector.protocol.normalizer, collector.protocol.decode\n"
+        "import collector.protocol.frames, collector.protocol.auth, collector.protocol.rows\n"
+        "bad = [m for m in ('asyncio', 'websockets', 'aiohttp') if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=REPO)
+    assert proc.returncode == 0, f"protocol core imported {proc.stdout.strip()} {proc.stderr}"
+
+
+def test_table_buffers_unknown_table_is_named() -> None:
+    with pytest.raises(KeyError, match="unknown table 'nope'"):
+        TableBuffers().take("nope")
