@@ -96,17 +96,17 @@ class Metrics:
     def rows_written(self, table: str, count: int) -> None:
         self._rows.labels(table).inc(count)
 
-    def file_written(self, table: str) -> None:
-        self._files.labels(table).inc()
+    def file_written(self, table: str, count: int = 1) -> None:
+        self._files.labels(table).inc(count)
 
-    def reconnect(self, server: str, reason: str) -> None:
-        self._reconnects.labels(server, reason).inc()
+    def reconnect(self, server: str, reason: str, count: int = 1) -> None:
+        self._reconnects.labels(server, reason).inc(count)
 
-    def sequence_gap(self, product: str, symbol: str) -> None:
-        self._gaps.labels(product, symbol).inc()
+    def sequence_gap(self, product: str, symbol: str, count: int = 1) -> None:
+        self._gaps.labels(product, symbol).inc(count)
 
-    def resync(self, product: str, symbol: str, reason: str) -> None:
-        self._resyncs.labels(product, symbol, reason).inc()
+    def resync(self, product: str, symbol: str, reason: str, count: int = 1) -> None:
+        self._resyncs.labels(product, symbol, reason).inc(count)
 
     def duplicate(self, product: str, symbol: str, kind: str = "book", count: int = 1) -> None:
         self._dups.labels(product, symbol, kind).inc(count)
@@ -117,8 +117,8 @@ class Metrics:
     def decode_error(self, server: str, reason: str, count: int = 1) -> None:
         self._decode.labels(server, reason).inc(count)
 
-    def exchange_error(self, server: str, code: int | str | None) -> None:
-        self._btse.labels(server, "unknown" if code is None else str(code)).inc()
+    def exchange_error(self, server: str, code: int | str | None, count: int = 1) -> None:
+        self._btse.labels(server, "unknown" if code is None else str(code)).inc(count)
 
     def observe_flush(self, seconds: float) -> None:
         self._flush.observe(seconds)

@@ -50,7 +50,7 @@ def test_metrics_counters_and_health_gauges() -> None:
     m.frames_received("spot_oss", 120, nbytes=4096)
     m.rows_written("book_changes", 500)
     m.reconnect("spot_oss", "stale")
-    m.sequence_gap("spot", "BTC-USD")
+    m.sequence_gap("spot", "BTC-USD", 2)
     m.resync("spot", "BTC-USD", "gap")
     m.duplicate("spot", "BTC-USD", "trades", 3)
     m.shed_rows("raw", 10)
@@ -69,7 +69,7 @@ def test_metrics_counters_and_health_gauges() -> None:
     )
     assert (
         got[("btse_collector_sequence_gaps_total", (("product", "spot"), ("symbol", "BTC-USD")))]
-        == 1
+        == 2
     )
     assert (
         got[
