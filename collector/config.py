@@ -40,7 +40,8 @@ MiB = 1024 * 1024
 # folder name in the store, so anything that could escape the data folder is rejected here.
 SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,39}$")
 CURRENCY_RE = re.compile(r"^[A-Z0-9]{2,12}$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# upper case only: a lower-case or mixed value here is more likely the secret itself
+ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
 CL_ORDER_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 # Keys that must never appear in the YAML: credentials come from the environment or a file.
 SECRET_KEY_RE = re.compile(
@@ -684,15 +685,24 @@ def _otc(ck: _Checker, value: Any) -> OtcConfig | None:
     creds = CredentialsConfig()
     if "credentials" in raw:
         cpath: Path_ = ("otc", "credentials")
-        c = ck.mapping(cpath, raw["credentials"], _field_names(CredentialsConfig))
+        if isinstance(raw["credentials"], dict) or raw["credentials"] is None:
+            c = ck.mapping(cpath, raw["credentials"], _field_names(CredentialsConfig))
+        else:  # never echo it: it may be a secret pasted by mistake
+            ck.problem(cpath, "expected a mapping (api_key_env, api_secret_env, file)")
+            c = {}
         kwargs: dict[str, Any] = {}
         for key in ("api_key_env", "api_secret_env"):
-            if key in c:
-                name = ck.string((*cpath, key), c[key])
-                if name is not None and not ENV_NAME_RE.match(name):
-                    ck.problem((*cpath, key), f"{name!r} is not an environment variable name")
-                elif name is not None:
-                    kwargs[key] = name
+            if key not in c:
+                continue
+            name = c[key]
+            if isinstance(name, str) and ENV_NAME_RE.match(name):
+                kwargs[key] = name
+            else:  # never echo the value: it may be the credential pasted by mistake
+                ck.problem(
+                    (*cpath, key),
+                    "expected the NAME of an environment variable (A-Z, 0-9, _), "
+                    "not the credential itself",
+                )
         if c.get("file") is not None:
             kwargs["file"] = ck.path_value((*cpath, "file"), c["file"])
         creds = CredentialsConfig(**kwargs)

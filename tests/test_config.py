@@ -453,3 +453,22 @@ def test_otc_quotes_need_an_otc_spec(tmp_path: Path) -> None:
     assert [(p.key, p.message) for p in exc.value.problems] == [
         ("otc.quotes", "the specs in use describe no OTC product")
     ]
+
+
+def test_credential_pasted_as_env_name_is_rejected_without_echo(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        MINIMAL
+        + "otc:\n  credentials: {api_key_env: 3f9a8b7c6d5e4f3a2b1c, api_secret_env: my_Secret_Value}\n",
+    )
+    keys = by_key(found)
+    assert "NAME of an environment variable" in keys["otc.credentials.api_key_env"].message
+    assert "NAME of an environment variable" in keys["otc.credentials.api_secret_env"].message
+    text = "\n".join(str(p) for p in found)
+    assert "3f9a8b7c6d5e4f3a2b1c" not in text and "my_Secret_Value" not in text
+
+
+def test_credentials_section_as_a_string_is_not_echoed(tmp_path: Path) -> None:
+    found = problems(tmp_path, MINIMAL + "otc:\n  credentials: abcdefsecret\n")
+    assert [p.key for p in found] == ["otc.credentials"]
+    assert "abcdefsecret" not in str(found[0])
