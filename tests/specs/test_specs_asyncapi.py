@@ -98,12 +98,16 @@ def test_examples_keep_the_real_wire_frames(reg: SpecRegistry) -> None:
 
 
 def test_every_example_topic_matches_its_channel(reg: SpecRegistry) -> None:
+    checked = 0
     for channel in reg.channels():
         for example in channel.message.examples:
             topic = example.payload["topic"]
             found = reg.match(channel.product, topic)
             assert found is not None, f"{channel}: example topic {topic!r} matches no channel"
-            assert found[0] == channel, f"{topic!r} matched {found[0]}, not {channel}"
+            # a message shared by several deprecated channels matches one of them
+            assert found[0].message == channel.message, f"{topic!r} matched {found[0]}"
+            checked += 1
+    assert checked >= 30
 
 
 def _example_payload_mutations() -> list[tuple[str, Callable[[dict[str, Any]], None]]]:
