@@ -207,7 +207,10 @@ class Processor:
             return
         if kind == "subscribe_sent":
             book_topics = [t for t in event.topics if t not in self.otc_requests]
-            if book_topics:
+            # A per-topic resync needs no reset: after a gap or crossed book the Normalizer
+            # already holds that book in RESYNCING until the fresh snapshot (and its
+            # on_subscribe_sent resets every book of the connection, not only this topic).
+            if book_topics and event.detail != "resync":
                 norm.on_subscribe_sent(event.conn_id, book_topics, event.local_ts_us,
                                        server_name=event.server)
             for topic in event.topics:
