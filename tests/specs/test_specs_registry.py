@@ -299,3 +299,42 @@ def test_specs_module_is_pure() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_private_and_otc_payloads(reg: SpecRegistry) -> None:
+    quote = reg.channel("otc", "otc_quote")
+    assert quote.auth_required and quote.template == "quote"
+    assert reg.render(quote) == "quote"
+    assert reg.server_for("otc", "otc_quote").auth_path == "/ws/otc"
+    frame = dict(quote.message.examples[0].payload)
+    frame["sellQuoteId"] = None  # documented nullable
+    reg.validate(quote, frame)
+    frame["buyUnitPrice"] = "47865.58"
+    with pytest.raises(SpecValidationError) as exc:
+        reg.validate(quote, frame)
+    assert exc.value.path == "$.buyUnitPrice"
+
+    positions = reg.channel("futures", "positions")
+    record = dict(positions.message.examples[0].payload["data"][0])
+    reg.validate(positions, {"topic": "positionsV3", "data": [record]})
+    del record["markedPrice"]  # neither markPrice (docs) nor markedPrice (wire)
+    with pytest.raises(SpecValidationError):
+        reg.validate(positions, {"topic": "positionsV3", "data": [record]})
+    reg.validate(reg.channel("futures", "all_positions"), {"topic": "allPositionV4", "data": []})
+
+
+def test_auth_request_schema(reg: SpecRegistry) -> None:
+    auth = reg.control("spot", "authentication")
+    request = auth.sends[0]
+    assert request.name == "authRequest"
+    assert [m.name for m in auth.receives] == ["loginAck", "restStyleError"]
+    good = request.examples[0].payload
+    assert good["args"][2].startswith("c410d38c")  # the documented /ws/spot signature
+    reg.validate(request, good)
+    bad = {"op": "authKeyExpires", "args": [good["args"][0], good["args"][1], "C410D38C"]}
+    with pytest.raises(SpecValidationError) as exc:
+        reg.validate(request, bad)
+    assert exc.value.path == "$.args[2]"
+    futures = reg.message("futures", "authRequest").examples[0].payload
+    assert futures["args"][2].startswith("bd8afb8b")  # not the spot value the futures docs embed
+    assert reg.message("otc", "authRequest").examples[0].payload["args"][2].startswith("971798b3")
