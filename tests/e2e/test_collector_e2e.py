@@ -133,4 +133,4 @@ async def test_every_fault_is_survived_and_the_store_matches_the_truth(tmp_path:
     errors = con.execute("SELECT detail FROM events WHERE kind = 'error'").fetchall()
     assert any("1007" in d for (d,) in errors)
     # raw keeps every frame, including the malformed ones
-    assert con.execute("SELECT count(*) FROM raw WHERE frame LIKE '%broken%'").fetchone() == (1,)
+    assert con.execute("SELECT count(*) FROM raw WHERE frame LIKE '%broken%'").fetchall() == [(1,)]
