@@ -261,10 +261,19 @@ class Exchange:
         topic = self.registry.render(self.registry.channel("otc", "otc_quote"))
         market = self.markets.get(("otc", quote.symbol))
         fields: dict[str, Any] = {
-            "buyQuoteId": None, "sellQuoteId": None, "clOrderId": quote.cl_order_id,
-            "buyQuantity": None, "buyUnitPrice": None, "buyTotalAmount": None,
-            "sellQuantity": None, "sellUnitPrice": None, "sellTotalAmount": None,
-            "status": None, "reason": None,
+            "buyQuoteId": None,
+            "sellQuoteId": None,
+            "clOrderId": quote.cl_order_id,
+            "buyQuantity": None,
+            "buyUnitPrice": None,
+            "buyTotalAmount": None,
+            "sellQuantity": None,
+            "sellUnitPrice": None,
+            "sellTotalAmount": None,
+            "status": None,
+            "reason": None,
+            "symbol": quote.symbol,
+            "timestamp": self.now_ms(),
         }
         if market is None:
             fields["reason"] = f"Symbol {quote.symbol} is not supported"

@@ -400,10 +400,19 @@ class Simulator:
         elif isinstance(request, OtcQuote):
             self.exchange.add_quote(conn, conn.authenticated, request)
         elif isinstance(request, BadQuote):
-            conn.enqueue(frames.otc_quote(
-                self.registry.render(self.registry.channel("otc", "otc_quote")),
-                {"buyQuoteId": None, "sellQuoteId": None, "clOrderId": request.cl_order_id,
-                 "status": None, "reason": request.reason}))
+            conn.enqueue(
+                frames.otc_quote(
+                    self.registry.render(self.registry.channel("otc", "otc_quote")),
+                    {
+                        "buyQuoteId": None,
+                        "sellQuoteId": None,
+                        "clOrderId": request.cl_order_id,
+                        "status": None,
+                        "reason": request.reason,
+                        "timestamp": self.exchange.now_ms(),
+                    },
+                )
+            )
         elif isinstance(request, OtcUnsubscribe):
             self.exchange.remove_quote(conn, request.key)
         elif isinstance(request, OtcUnsubscribeAll):
@@ -455,6 +464,7 @@ class Simulator:
         markets or connections it touched."""
         params = check_fault(kind, params)
         log.info("sim_fault", kind=kind, product=product, symbol=symbol, **params)
+        self.count(f"fault_{kind}")
         if kind in MARKET_FAULTS:
             keys = self.exchange.select(product, symbol)
             grouping = params.get("grouping")
