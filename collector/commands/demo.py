@@ -155,11 +155,11 @@ def main(args: argparse.Namespace) -> int:
     if getattr(args, "log_level", "info") == "info":
         logs.configure(level="error")  # the demo prints its own summary
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="btse-demo-"))
-    try:
-        import uvloop
+    from collector.commands.run import new_event_loop
 
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover
-        runner = asyncio.run
-    truth = runner(_collect(args, data_dir))
+    loop = new_event_loop()  # uvloop, as `run` uses
+    try:
+        truth = loop.run_until_complete(_collect(args, data_dir))
+    finally:
+        loop.close()
     return _report(data_dir, truth)
