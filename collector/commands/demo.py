@@ -114,7 +114,7 @@ def _report(data_dir: Path, truth: Any) -> int:
 
     print("\n== books rebuilt from book_changes (book_at macro) vs the simulator's truth")
     ok_all = True
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for product, symbols in SYMBOLS.items():
         for symbol in symbols:
             levels = con.execute(
