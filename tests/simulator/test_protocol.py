@@ -220,12 +220,12 @@ async def test_idle_connection_dropped_without_close_frame(sim: Simulator, mono:
 
 async def test_same_seed_same_frames() -> None:
     async def run() -> list[str]:
-        async with Simulator(seed=42, symbols={"spot": ["BTC-USD"]}, rate=0, clock=lambda: 1.0) as s:
-            async with client(s.url("spot_oss")) as ws:
-                await subscribe(ws, "update:BTC-USD_0")
-                s.tick(100)
-                out = [await ws.recv() for _ in range(60)]
-                return [o for o in out if isinstance(o, str)]
+        async with (Simulator(seed=42, symbols={"spot": ["BTC-USD"]}, rate=0, clock=lambda: 1.0) as s,
+                    client(s.url("spot_oss")) as ws):
+            await subscribe(ws, "update:BTC-USD_0")
+            s.tick(100)
+            out = [await ws.recv() for _ in range(60)]
+            return [o for o in out if isinstance(o, str)]
     assert await run() == await run()
 
 
