@@ -106,10 +106,7 @@ class Processor:
         self.acked: dict[str, set[str]] = {}
         self.exchange_errors: dict[int | None, int] = {}
         self._clock = clock
-        self._raw_ts: list[int] = []
-        self._raw_server: list[str] = []
-        self._raw_conn: list[str] = []
-        self._raw_frame: list[str] = []
+        self._raw: list[tuple[str, str, str | bytes, int]] = []  # the frames, transposed at hand-over
         self._last_handoff = clock()
         self.frames = 0
         self.commands = 0
@@ -155,20 +152,14 @@ class Processor:
 
     def process(self, items: Sequence[Item]) -> None:
         feed = self.normalizer.feed
-        keep_raw = self.keep_raw
-        ts_app, server_app = self._raw_ts.append, self._raw_server.append
-        conn_app, frame_app = self._raw_conn.append, self._raw_frame.append
+        keep = self._raw.append if self.keep_raw else None
         frames = 0
         for item in items:
             if type(item) is tuple:
-                conn_id, server, data, ts = item
-                if keep_raw:
-                    ts_app(ts)
-                    server_app(server)
-                    conn_app(conn_id)
-                    frame_app(data if isinstance(data, str) else data.decode("utf-8", "replace"))
                 frames += 1
-                commands = feed(conn_id, server, data, ts)
+                if keep is not None:
+                    keep(item)
+                commands = feed(*item)
                 if commands:
                     self._commands(commands)
             elif isinstance(item, ConnEvent):
@@ -244,18 +235,20 @@ class Processor:
     def _pending_rows(self) -> int:
         b = self.buffers
         n: int = b.pending("book_changes") + b.pending("trades") + b.pending("events")
-        return n + len(self._raw_ts)
+        return n + len(self._raw)
 
     def take_batch(self) -> dict[str, dict[str, list[Any]]]:
         batch: dict[str, dict[str, list[Any]]] = self.buffers.take_all()
-        if self._raw_ts:
+        if self._raw:
+            conns, servers, datas, stamps = zip(*self._raw, strict=True)
+            self._raw = []
             batch["raw"] = {
-                "local_timestamp": self._raw_ts,
-                "server": self._raw_server,
-                "connection": self._raw_conn,
-                "frame": self._raw_frame,
+                "local_timestamp": list(stamps),
+                "server": list(servers),
+                "connection": list(conns),
+                "frame": [d if isinstance(d, str) else d.decode("utf-8", "replace") for d in datas]
+                if any(not isinstance(d, str) for d in datas) else list(datas),
             }
-            self._raw_ts, self._raw_server, self._raw_conn, self._raw_frame = [], [], [], []
         return batch
 
     async def handoff(self) -> None:
