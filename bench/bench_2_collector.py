@@ -20,6 +20,7 @@ ratio naive/ours, and the rows found on disk afterwards (read back with DuckDB).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -34,6 +35,7 @@ TITLE = "whole collector on one core: simulator blasting deltas -> rows on disk"
 SYMBOLS = ["BTC-USD", "ETH-USD"]
 FRAMES_PER_SYMBOL = 150_000
 TARGET_US = 6.0
+DEFAULT_GC = gc.get_threshold()
 
 
 def _pin(cpu: int) -> int | None:
@@ -216,6 +218,10 @@ def run() -> dict[str, Any]:
             loop.close()
         on_disk = _rows_on_disk(ours.pop("data"))
         noraw.pop("data")
+        # the daemon tuned the garbage collector (collector.service.daemon.tune_gc): give the
+        # naive pipeline Python's defaults back, as it would run on its own
+        gc.unfreeze()
+        gc.set_threshold(*DEFAULT_GC)
         naive = asyncio.run(_naive(urls, work, expected))
     finally:
         stop.set()

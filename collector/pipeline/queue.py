@@ -53,6 +53,7 @@ class FrameQueue:
         self.max_frames = max_frames
         self._items: deque[Item] = deque()
         self._frames = 0
+        self._controls = 0  # control items queued (events, shed markers)
         self._waiter: asyncio.Future[None] | None = None
         self._shedding: dict[str, _Run] = {}  # conn_id -> its current shed run
         self.frames_in = 0
@@ -99,6 +100,7 @@ class FrameQueue:
 
     def _put_control(self, item: ConnEvent | Shed) -> None:
         self._items.append(item)
+        self._controls += 1
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -111,10 +113,18 @@ class FrameQueue:
     def drain(self, max_items: int) -> list[Item]:
         """Take up to ``max_items`` items, oldest first, without waiting."""
         items = self._items
-        n = min(max_items, len(items))
-        popleft = items.popleft
-        out = [popleft() for _ in range(n)]
-        self._frames -= sum(1 for item in out if type(item) is tuple)
+        if len(items) <= max_items:
+            out = list(items)
+            items.clear()
+        else:
+            popleft = items.popleft
+            out = [popleft() for _ in range(max_items)]
+        if self._controls:
+            controls = sum(1 for item in out if type(item) is not tuple)
+            self._controls -= controls
+            self._frames -= len(out) - controls
+        else:
+            self._frames -= len(out)
         return out
 
     async def wait(self) -> None:

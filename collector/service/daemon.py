@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import time
 from collections.abc import Mapping
@@ -60,6 +61,23 @@ log = structlog.get_logger()
 SHUTDOWN_TIMEOUT_S = 20.0  # < TimeoutStopSec=30 in deploy/btse-collector.service
 READY_TIMEOUT_S = 30.0
 WRITER_MAX_PENDING = 4  # batches queued for the writer thread before the pipeline waits
+
+
+GC_THRESHOLD = (50_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper garbage collections on the hot path.
+
+    The pipeline allocates many short-lived containers (decoded frames, row tuples) but builds
+    few reference cycles. The default gen-0 threshold (700 allocations) makes the collector
+    traverse the young objects hundreds of times a second; ``gc.freeze()`` moves everything
+    allocated during startup (specs, schemas, modules) out of every future collection.
+    Measured in bench part 2: about a quarter less CPU in the Normalizer.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def connection_settings(config: Config) -> ConnectionSettings:
@@ -256,6 +274,7 @@ class Daemon:
                 detail="not every connection acknowledged a subscription yet; retrying",
             )
         self._observe(time.time())
+        tune_gc()
         ticker = ServiceTicker(self.health, self.notifier)
         self.notifier.ready(self.health.evaluate().status_line())
         self._spawn("ticker", ticker.run())
