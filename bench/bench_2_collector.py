@@ -88,17 +88,21 @@ health:
     return path
 
 
-async def _ours(urls: dict[str, str], work: Path, expected: int, raw: bool = True) -> dict[str, Any]:
+async def _ours(urls: dict[str, str], work: Path, expected: int, raw: bool = True,
+                receive_only: bool = False) -> dict[str, Any]:
     from collector.config import load_config
     from collector.service.daemon import Daemon
 
-    data = work / ("ours" if raw else "ours-noraw")
+    data = work / ("ours" if raw else "ours-noraw" if not receive_only else "receive-only")
     config = load_config(_config(work / f"{data.name}.yaml", data, urls, expected + 10_000, raw))
     daemon = Daemon(config, install_signals=False, http=False, ready_timeout=30)
     cpu0, wall0, main0 = time.process_time(), time.perf_counter(), time.thread_time()
     await daemon.startup()
     proc = daemon.processor
     assert proc is not None
+    if receive_only:  # measure the receive path alone: frames are received, queued, drained
+        assert daemon.normalizer is not None
+        daemon.normalizer.feed = lambda *frame: []  # type: ignore[method-assign]
     while proc.frames < expected:
         await asyncio.sleep(0.01)
     wall_rx = time.perf_counter() - wall0
@@ -214,10 +218,12 @@ def run() -> dict[str, Any]:
         try:
             ours = loop.run_until_complete(_ours(urls, work, expected))
             noraw = loop.run_until_complete(_ours(urls, work, expected, raw=False))
+            rx = loop.run_until_complete(_ours(urls, work, expected, raw=False, receive_only=True))
         finally:
             loop.close()
         on_disk = _rows_on_disk(ours.pop("data"))
         noraw.pop("data")
+        rx.pop("data")
         # the daemon tuned the garbage collector (collector.service.daemon.tune_gc): give the
         # naive pipeline Python's defaults back, as it would run on its own
         gc.unfreeze()
@@ -238,6 +244,7 @@ def run() -> dict[str, Any]:
     fps_ours = ours["frames"] / ours["wall_s"]
     us_main = ours["main_thread_cpu_s"] / ours["frames"] * 1e6
     us_noraw = noraw["cpu_s"] / noraw["frames"] * 1e6
+    us_rx = rx["main_thread_cpu_s"] / rx["frames"] * 1e6
     fps_naive = naive["frames"] / naive["wall_s"]
     result: dict[str, Any] = {
         "frames": ours["frames"],
@@ -253,6 +260,10 @@ def run() -> dict[str, Any]:
         "ours_without_raw_table": {
             "cpu_us_per_frame": round(us_noraw, 2),
             "frames_per_s": round(noraw["frames"] / noraw["wall_s"]),
+        },
+        "receive_path_only": {
+            "cpu_us_per_frame_event_loop_thread": round(us_rx, 2),
+            "what": "aiohttp+uvloop receive, time stamp, bounded queue, drain; no decoding, no rows",
         },
         "naive": {
             "cpu_us_per_frame": round(us_naive, 2), "frames_per_s": round(fps_naive),
@@ -270,6 +281,7 @@ def run() -> dict[str, Any]:
         f"  of which event-loop thread (receive, queue, decode, books, rows) {us_main:.2f}, "
         f"writer thread (Arrow, journal, Parquet+zstd) {us_ours - us_main:.2f}",
         f"ours without the raw table (storage.raw: false): {us_noraw:.2f} CPU us/frame",
+        f"receive path alone (aiohttp+uvloop, stamp, queue, drain): {us_rx:.2f} CPU us/frame",
         f"naive (websockets + json + dicts + row dicts): {us_naive:.2f} CPU us/frame, "
         f"{fps_naive:,.0f} frames/s -> {us_naive / us_ours:.1f}x ours",
         f"rows on disk (DuckDB): {on_disk}",
