@@ -194,7 +194,7 @@ def test_sampled_validation_counts_and_keeps_drifting_frames(make_registry, fram
 
 
 def test_real_spec_accepts_the_captured_frames(registry, frames) -> None:  # type: ignore[no-untyped-def]
-    for server in ("futures_oss", "spot_oss", "futures", "spot"):
+    for server in ("futures_oss", "spot_oss", "futures", "spot", "otc"):
         dec = Decoder(registry, PRODUCT[server], validate_every=1)
         for _name, f in frames.items():
             if f["server"] == server:
