@@ -25,6 +25,7 @@ endpoints:
   spot_oss: {urls['spot_oss']}
   futures: {urls['futures']}
   futures_oss: {urls['futures_oss']}
+  otc: {urls['otc']}
 markets:
   - product: spot
     symbols: [{', '.join(SPOT)}]
@@ -61,7 +62,7 @@ async def until(predicate: Callable[[], bool], what: str, timeout: float = 20.0)
 
 def db(data_dir: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
-    for table in ("book_changes", "trades", "events", "raw", "quotes"):
+    for table in ("book_changes", "trades", "events", "raw", "quotes", "otc_quotes"):
         files = list((data_dir / table).rglob("*.parquet"))
         if files:
             con.execute(
