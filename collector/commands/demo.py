@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,22 +41,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1)
 
 
-def _config_text(data_dir: Path, urls: dict[str, str]) -> str:
-    return f"""# written by btse-collector demo
-data_dir: {data_dir}
-endpoints:
-  spot: {urls['spot']}
-  spot_oss: {urls['spot_oss']}
-  futures: {urls['futures']}
-  futures_oss: {urls['futures_oss']}
-markets:
-  - product: spot
-    symbols: [{', '.join(SYMBOLS['spot'])}]
-    channels: [book, trades, l1]
-  - product: futures
-    symbols: [{', '.join(SYMBOLS['futures'])}]
-    channels: [book, trades, l1]
-storage:
+def simulator_config(data_dir: Path, urls: Mapping[str, str],
+                     symbols: Mapping[str, Sequence[str]], settings: str) -> str:
+    """A collector config whose endpoints are the simulator's, for ``symbols`` (book, trades,
+    L1), followed by the YAML ``settings`` sections. Also used by the end-to-end tests."""
+    endpoints = "".join(f"  {name}: {url}\n" for name, url in sorted(urls.items())
+                        if name in ("spot", "spot_oss", "futures", "futures_oss", "otc"))
+    markets = "".join(
+        f"  - product: {product}\n    symbols: [{', '.join(syms)}]\n    channels: [book, trades, l1]\n"
+        for product, syms in symbols.items() if product != "otc"
+    )
+    return (f"# written by btse-collector\ndata_dir: {data_dir}\nendpoints:\n{endpoints}"
+            f"markets:\n{markets}{settings}")
+
+
+DEMO_SETTINGS = """storage:
   flush_interval_s: 1
 book:
   snapshot_interval_s: 5
@@ -82,7 +82,7 @@ async def _collect(args: argparse.Namespace, data_dir: Path) -> Any:
     async with Simulator(seed=args.seed, symbols=SYMBOLS, rate=args.rate, faults=faults) as sim:
         config_path = data_dir / "demo-config.yaml"
         data_dir.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(_config_text(data_dir, sim.urls))
+        config_path.write_text(simulator_config(data_dir, sim.urls, SYMBOLS, DEMO_SETTINGS))
         daemon = Daemon(load_config(config_path), install_signals=False, ready_timeout=10)
         print(f"simulator on {sim.urls['spot_oss'].rsplit('/ws', 1)[0]}, store in {data_dir}")
         print("faults: " + ", ".join(f"{k}@{t:g}s" for k, t, _ in faults))

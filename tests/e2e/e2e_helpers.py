@@ -11,6 +11,8 @@ from typing import Any
 
 import duckdb
 
+from collector.commands.demo import simulator_config
+
 SPOT = ["BTC-USD", "ETH-USD"]
 FUTURES = ["BTC-PERP"]
 
@@ -18,22 +20,7 @@ FUTURES = ["BTC-PERP"]
 def write_config(path: Path, data_dir: Path, urls: Mapping[str, str], *, flush_s: float = 0.2,
                  extra: str = "") -> Path:
     """A config with fast intervals so faults are detected and healed within seconds."""
-    path.write_text(f"""
-data_dir: {data_dir}
-endpoints:
-  spot: {urls['spot']}
-  spot_oss: {urls['spot_oss']}
-  futures: {urls['futures']}
-  futures_oss: {urls['futures_oss']}
-  otc: {urls['otc']}
-markets:
-  - product: spot
-    symbols: [{', '.join(SPOT)}]
-    channels: [book, trades, l1]
-  - product: futures
-    symbols: [{', '.join(FUTURES)}]
-    channels: [book, trades, l1]
-storage:
+    settings = f"""storage:
   flush_interval_s: {flush_s}
 connection:
   ping_interval_s: 1
@@ -46,8 +33,8 @@ pipeline:
   batch_max_delay_s: 0.05
 health:
   listen: null
-{extra}
-""")
+{extra}"""
+    path.write_text(simulator_config(data_dir, urls, {"spot": SPOT, "futures": FUTURES}, settings))
     return path
 
 
