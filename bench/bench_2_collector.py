@@ -58,8 +58,14 @@ def _simulator_process(port_q: Any, stop: Any, frames: int) -> None:
     from collector.simulator import Simulator
 
     async def main() -> None:
-        async with Simulator(seed=5, symbols={"spot": SYMBOLS}, rate=0, idle_timeout=0,
-                             benchmark_frames=frames, recent_trades=0) as sim:
+        async with Simulator(
+            seed=5,
+            symbols={"spot": SYMBOLS},
+            rate=0,
+            idle_timeout=0,
+            benchmark_frames=frames,
+            recent_trades=0,
+        ) as sim:
             port_q.put(sim.urls)
             while not stop.is_set():
                 await asyncio.sleep(0.05)
@@ -67,19 +73,21 @@ def _simulator_process(port_q: Any, stop: Any, frames: int) -> None:
     asyncio.run(main())
 
 
-def _config(path: Path, data_dir: Path, urls: dict[str, str], queue_max: int, raw: bool = True) -> Path:
+def _config(
+    path: Path, data_dir: Path, urls: dict[str, str], queue_max: int, raw: bool = True
+) -> Path:
     path.write_text(f"""
 data_dir: {data_dir}
 endpoints:
-  spot: {urls['spot']}
-  spot_oss: {urls['spot_oss']}
+  spot: {urls["spot"]}
+  spot_oss: {urls["spot_oss"]}
 markets:
   - product: spot
-    symbols: [{', '.join(SYMBOLS)}]
+    symbols: [{", ".join(SYMBOLS)}]
     channels: [book]
 storage:
   flush_interval_s: 1
-  raw: {'true' if raw else 'false'}
+  raw: {"true" if raw else "false"}
 pipeline:
   queue_max_frames: {queue_max}
 health:
@@ -88,8 +96,9 @@ health:
     return path
 
 
-async def _ours(urls: dict[str, str], work: Path, expected: int, raw: bool = True,
-                receive_only: bool = False) -> dict[str, Any]:
+async def _ours(
+    urls: dict[str, str], work: Path, expected: int, raw: bool = True, receive_only: bool = False
+) -> dict[str, Any]:
     from collector.config import load_config
     from collector.service.daemon import Daemon
 
@@ -113,10 +122,15 @@ async def _ours(urls: dict[str, str], work: Path, expected: int, raw: bool = Tru
     norm = daemon.normalizer
     assert norm is not None
     return {
-        "frames": proc.frames, "cpu_s": cpu, "main_thread_cpu_s": main, "wall_s": wall,
+        "frames": proc.frames,
+        "cpu_s": cpu,
+        "main_thread_cpu_s": main,
+        "wall_s": wall,
         "wall_receive_s": wall_rx,
-        "shed_frames": proc.shed_frames, "gaps": norm.stats.gaps,
-        "rows": dict(daemon.writer.stats.rows) if daemon.writer else {}, "data": data,
+        "shed_frames": proc.shed_frames,
+        "gaps": norm.stats.gaps,
+        "rows": dict(daemon.writer.stats.rows) if daemon.writer else {},
+        "data": data,
     }
 
 
@@ -136,11 +150,16 @@ async def _naive(urls: dict[str, str], work: Path, expected: int) -> dict[str, A
     def write() -> None:
         nonlocal rows, raw, files, written
         if rows:
-            pq.write_table(pa.Table.from_pylist(rows), data / f"book_changes-{files}.parquet",
-                           compression="zstd")
+            pq.write_table(
+                pa.Table.from_pylist(rows),
+                data / f"book_changes-{files}.parquet",
+                compression="zstd",
+            )
             written += len(rows)
         if raw:
-            pq.write_table(pa.Table.from_pylist(raw), data / f"raw-{files}.parquet", compression="zstd")
+            pq.write_table(
+                pa.Table.from_pylist(raw), data / f"raw-{files}.parquet", compression="zstd"
+            )
         files += 1
         rows, raw = [], []
 
@@ -170,11 +189,25 @@ async def _naive(urls: dict[str, str], work: Path, expected: int) -> dict[str, A
                         levels.pop(price, None)
                     else:
                         levels[price] = size
-                    rows.append({"exchange": "btse", "symbol": sym, "timestamp": d["timestamp"] * 1000,
-                                 "local_timestamp": ts, "is_snapshot": snap, "side": side,
-                                 "price": price, "amount": size, "seq": d["seqNum"]})
-            tops.append((max(book["bid"]) if book["bid"] else None,
-                         min(book["ask"]) if book["ask"] else None))
+                    rows.append(
+                        {
+                            "exchange": "btse",
+                            "symbol": sym,
+                            "timestamp": d["timestamp"] * 1000,
+                            "local_timestamp": ts,
+                            "is_snapshot": snap,
+                            "side": side,
+                            "price": price,
+                            "amount": size,
+                            "seq": d["seqNum"],
+                        }
+                    )
+            tops.append(
+                (
+                    max(book["bid"]) if book["bid"] else None,
+                    min(book["ask"]) if book["ask"] else None,
+                )
+            )
             if len(rows) >= 50_000:
                 write()
             if frames >= expected:
@@ -207,7 +240,9 @@ def run() -> dict[str, Any]:
 
     ctx = mp.get_context("spawn")
     port_q, stop = ctx.Queue(), ctx.Event()
-    sim = ctx.Process(target=_simulator_process, args=(port_q, stop, FRAMES_PER_SYMBOL), daemon=True)
+    sim = ctx.Process(
+        target=_simulator_process, args=(port_q, stop, FRAMES_PER_SYMBOL), daemon=True
+    )
     sim.start()
     core = _pin(0)
     work = Path(tempfile.mkdtemp(prefix="btse-bench2-"))
@@ -251,11 +286,15 @@ def run() -> dict[str, Any]:
         "symbols": SYMBOLS,
         "collector_core": core,
         "ours": {
-            "cpu_us_per_frame": round(us_ours, 2), "frames_per_s": round(fps_ours),
+            "cpu_us_per_frame": round(us_ours, 2),
+            "frames_per_s": round(fps_ours),
             "cpu_us_per_frame_event_loop_thread": round(us_main, 2),
             "cpu_us_per_frame_writer_thread": round(us_ours - us_main, 2),
-            "cpu_s": round(ours["cpu_s"], 3), "wall_s": round(ours["wall_s"], 3),
-            "rows_written": ours["rows"], "rows_on_disk": on_disk, "shed_frames": ours["shed_frames"],
+            "cpu_s": round(ours["cpu_s"], 3),
+            "wall_s": round(ours["wall_s"], 3),
+            "rows_written": ours["rows"],
+            "rows_on_disk": on_disk,
+            "shed_frames": ours["shed_frames"],
         },
         "ours_without_raw_table": {
             "cpu_us_per_frame": round(us_noraw, 2),
@@ -266,8 +305,10 @@ def run() -> dict[str, Any]:
             "what": "aiohttp+uvloop receive, time stamp, bounded queue, drain; no decoding, no rows",
         },
         "naive": {
-            "cpu_us_per_frame": round(us_naive, 2), "frames_per_s": round(fps_naive),
-            "cpu_s": round(naive["cpu_s"], 3), "wall_s": round(naive["wall_s"], 3),
+            "cpu_us_per_frame": round(us_naive, 2),
+            "frames_per_s": round(fps_naive),
+            "cpu_s": round(naive["cpu_s"], 3),
+            "wall_s": round(naive["wall_s"], 3),
             "rows_written": naive["rows"],
         },
         "ratio_naive_over_ours": round(us_naive / us_ours, 2),

@@ -18,7 +18,9 @@ from typing import Any
 
 from collector import logs
 
-HELP = "run the simulator and the collector for ~30 s with injected faults, then show what DuckDB sees"
+HELP = (
+    "run the simulator and the collector for ~30 s with injected faults, then show what DuckDB sees"
+)
 
 SYMBOLS = {"spot": ["BTC-USD", "ETH-USD"], "futures": ["BTC-PERP"]}
 # (kind, fraction of the run, selectors/params)
@@ -33,26 +35,43 @@ SCHEDULE: list[tuple[str, float, dict[str, Any]]] = [
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seconds", type=float, default=30.0, help="how long to collect (default 30)")
-    parser.add_argument("--data-dir", type=Path, metavar="DIR",
-                        help="where the store goes (default: a new temporary folder)")
-    parser.add_argument("--rate", type=float, default=50.0,
-                        help="simulated market events per second per symbol (default 50)")
+    parser.add_argument(
+        "--seconds", type=float, default=30.0, help="how long to collect (default 30)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the store goes (default: a new temporary folder)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=50.0,
+        help="simulated market events per second per symbol (default 50)",
+    )
     parser.add_argument("--seed", type=int, default=1)
 
 
-def simulator_config(data_dir: Path, urls: Mapping[str, str],
-                     symbols: Mapping[str, Sequence[str]], settings: str) -> str:
+def simulator_config(
+    data_dir: Path, urls: Mapping[str, str], symbols: Mapping[str, Sequence[str]], settings: str
+) -> str:
     """A collector config whose endpoints are the simulator's, for ``symbols`` (book, trades,
     L1), followed by the YAML ``settings`` sections. Also used by the end-to-end tests."""
-    endpoints = "".join(f"  {name}: {url}\n" for name, url in sorted(urls.items())
-                        if name in ("spot", "spot_oss", "futures", "futures_oss", "otc"))
+    endpoints = "".join(
+        f"  {name}: {url}\n"
+        for name, url in sorted(urls.items())
+        if name in ("spot", "spot_oss", "futures", "futures_oss", "otc")
+    )
     markets = "".join(
         f"  - product: {product}\n    symbols: [{', '.join(syms)}]\n    channels: [book, trades, l1]\n"
-        for product, syms in symbols.items() if product != "otc"
+        for product, syms in symbols.items()
+        if product != "otc"
     )
-    return (f"# written by btse-collector\ndata_dir: {data_dir}\nendpoints:\n{endpoints}"
-            f"markets:\n{markets}{settings}")
+    return (
+        f"# written by btse-collector\ndata_dir: {data_dir}\nendpoints:\n{endpoints}"
+        f"markets:\n{markets}{settings}"
+    )
 
 
 DEMO_SETTINGS = """storage:
@@ -93,9 +112,12 @@ async def _collect(args: argparse.Namespace, data_dir: Path) -> Any:
                 await asyncio.sleep(min(5.0, seconds - elapsed))
                 proc, writer = daemon.processor, daemon.writer
                 assert proc is not None and writer is not None
-                print(f"  t={time.monotonic() - started:4.0f}s  frames={proc.frames:>7}  "
-                      f"rows={sum(writer.stats.rows.values()):>8}  "
-                      f"faults so far={len(sim.truth.faults)}", flush=True)
+                print(
+                    f"  t={time.monotonic() - started:4.0f}s  frames={proc.frames:>7}  "
+                    f"rows={sum(writer.stats.rows.values()):>8}  "
+                    f"faults so far={len(sim.truth.faults)}",
+                    flush=True,
+                )
         finally:
             await daemon.shutdown()
         return sim.truth
@@ -125,29 +147,48 @@ def _report(data_dir: Path, truth: Any) -> int:
                 ok_all = False
                 continue
             # the book's last seqNum (a level the last delta deleted is not in book_at's output)
-            last = con.execute("SELECT max(seq) FROM book_changes WHERE product = ? AND symbol = ? "
-                               "AND grouping = 0", [product, symbol]).fetchall()
+            last = con.execute(
+                "SELECT max(seq) FROM book_changes WHERE product = ? AND symbol = ? "
+                "AND grouping = 0",
+                [product, symbol],
+            ).fetchall()
             seq = int(last[0][0]) if last and last[0][0] is not None else max(r[3] for r in levels)
             true = truth.book(product, symbol, 0, seq=seq)
             rebuilt_bids = {r[1]: r[2] for r in levels if r[0] == "bid"}
             rebuilt_asks = {r[1]: r[2] for r in levels if r[0] == "ask"}
             same = rebuilt_bids == {float(p): float(a) for p, a in true.bids} and rebuilt_asks == {
-                float(p): float(a) for p, a in true.asks}
+                float(p): float(a) for p, a in true.asks
+            }
             ok_all &= same
-            best = f"{max(rebuilt_bids)} / {min(rebuilt_asks)}" if rebuilt_bids and rebuilt_asks else "-"
-            rows.append((product, symbol, seq, len(levels), f"{'MATCH' if same else 'DIFFERS'}  best {best}"))
+            best = (
+                f"{max(rebuilt_bids)} / {min(rebuilt_asks)}"
+                if rebuilt_bids and rebuilt_asks
+                else "-"
+            )
+            rows.append(
+                (
+                    product,
+                    symbol,
+                    seq,
+                    len(levels),
+                    f"{'MATCH' if same else 'DIFFERS'}  best {best}",
+                )
+            )
     print(format_rows(["product", "symbol", "last seq", "levels", "vs truth"], rows, "table"))
 
     print("\n== holes and how they were healed (gaps macro)")
-    columns, gap_rows = run(con, """
+    columns, gap_rows = run(
+        con,
+        """
         SELECT kind, coalesce(symbol, connection) AS "book or connection",
                strftime(started, '%H:%M:%S.%g') AS started,
                round(epoch(healed_at) - epoch(started), 3) AS healed_after_s, detail
         FROM gaps('1970-01-01', now() + INTERVAL 1 DAY)
-        WHERE coalesce(detail, '') <> 'shutdown'""")
+        WHERE coalesce(detail, '') <> 'shutdown'""",
+    )
     short = [tuple((str(v)[:60] if v is not None else "-") for v in r) for r in gap_rows]
     print(format_rows(columns, short, "table") if short else "(none)")
-    print(f"\nQuery it yourself: btse-collector query --data-dir {data_dir} \"SELECT * FROM events\"")
+    print(f'\nQuery it yourself: btse-collector query --data-dir {data_dir} "SELECT * FROM events"')
     return 0 if ok_all else 1
 
 

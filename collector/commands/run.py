@@ -22,12 +22,19 @@ HELP = "run the collector with a config file (the daemon; stops cleanly on SIGTE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, type=Path, metavar="FILE",
-                        help="the YAML config (see deploy/collector.yaml)")
-    parser.add_argument("--data-dir", type=Path, metavar="DIR",
-                        help="override the config's data_dir")
-    parser.add_argument("--no-http", action="store_true",
-                        help="do not start the /healthz and /metrics server")
+    parser.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="the YAML config (see deploy/collector.yaml)",
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, metavar="DIR", help="override the config's data_dir"
+    )
+    parser.add_argument(
+        "--no-http", action="store_true", help="do not start the /healthz and /metrics server"
+    )
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -52,8 +59,9 @@ def main(args: argparse.Namespace) -> int:
     if why:
         raise ConfigError([ConfigProblem(str(args.config), None, "data_dir", why)])
     cli_level = getattr(args, "log_level", "info")
-    logs.configure(level=config.logging.level if cli_level == "info" else cli_level,
-                   fmt=config.logging.format)
+    logs.configure(
+        level=config.logging.level if cli_level == "info" else cli_level, fmt=config.logging.format
+    )
     daemon = Daemon(config, http=not args.no_http)
     loop = new_event_loop()
     try:
@@ -63,5 +71,7 @@ def main(args: argparse.Namespace) -> int:
         loop.close()
     structlog.get_logger().info("collector_exit", code=code)
     if code == EXIT_CONFIG:
-        print("btse-collector run: stopped by a configuration problem (see the log)", file=sys.stderr)
+        print(
+            "btse-collector run: stopped by a configuration problem (see the log)", file=sys.stderr
+        )
     return code

@@ -102,7 +102,9 @@ class Authenticator(Protocol):
 
 def login_result(data: str | bytes) -> bool | None:
     """Reads BTSE's ``{"event":"login","success":true}`` ack (shape of the reference §2.4)."""
-    if len(data) > 4096 or (b'"login"' not in data if isinstance(data, bytes) else '"login"' not in data):
+    if len(data) > 4096 or (
+        b'"login"' not in data if isinstance(data, bytes) else '"login"' not in data
+    ):
         return None
     try:
         message = json.loads(data)
@@ -243,7 +245,9 @@ class Connection:
                         delays = self._delays()
                     delay = max(next(delays), decision.min_delay)
                     self.stats.reconnects += 1
-                    self._log.info("ws_reconnect_wait", reason=decision.reason, delay_s=round(delay, 3))
+                    self._log.info(
+                        "ws_reconnect_wait", reason=decision.reason, delay_s=round(delay, 3)
+                    )
                     await self._wait_or_stop(delay)
         finally:
             self.connected.clear()
@@ -348,9 +352,13 @@ class Connection:
             try:
                 msg = await ws.receive(timeout=remaining)
             except TimeoutError:
-                raise AuthError(self.server, "no login acknowledgement before the timeout") from None
+                raise AuthError(
+                    self.server, "no login acknowledgement before the timeout"
+                ) from None
             if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                raise ConnectionLost(self.conn_id, f"closed during auth ({msg.type.name})", ws.close_code)
+                raise ConnectionLost(
+                    self.conn_id, f"closed during auth ({msg.type.name})", ws.close_code
+                )
             result = self._auth.login_result(msg.data)
             if result is None:
                 self._sink.put_frame(self.conn_id, self.server, msg.data, _now_us())

@@ -120,8 +120,13 @@ class Supervisor:
         kept, new = result
         self.connections[conn_id].set_topics(kept.topics)
         conn = self._make(new)
-        log.warning("feed_split", conn=conn_id, new_conn=new.conn_id,
-                    kept=len(kept.topics), moved=len(new.topics))
+        log.warning(
+            "feed_split",
+            conn=conn_id,
+            new_conn=new.conn_id,
+            kept=len(kept.topics),
+            moved=len(new.topics),
+        )
         if self._tasks:  # running: start the new worker now
             self._tasks[conn.conn_id] = asyncio.create_task(conn.run(), name=f"conn-{conn.conn_id}")
         return new.conn_id
@@ -130,7 +135,9 @@ class Supervisor:
         """Close every socket and wait for the workers (cancelled after ``timeout``)."""
         if not self._tasks:
             return
-        await asyncio.gather(*(c.close() for c in self.connections.values()), return_exceptions=True)
+        await asyncio.gather(
+            *(c.close() for c in self.connections.values()), return_exceptions=True
+        )
         tasks = list(self._tasks.values())
         _, pending = await asyncio.wait(tasks, timeout=timeout)
         for task in pending:

@@ -85,7 +85,7 @@ class Processor:
         batch_max_delay_s: float = 0.5,
         drain_max: int = 2048,
         keep_raw: bool = True,
-        on_frames: Callable[[Sequence[Item]], None] | None = None,
+        on_batch: Callable[[Mapping[str, Mapping[str, list[Any]]]], None] | None = None,
         on_ack: Callable[[str, tuple[str, ...]], None] | None = None,
         otc_requests: Mapping[str, OtcRequest] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -100,13 +100,15 @@ class Processor:
         self.batch_max_delay_s = batch_max_delay_s
         self.drain_max = drain_max
         self.keep_raw = keep_raw
-        self.on_frames = on_frames
+        self.on_batch = on_batch
         self.on_ack = on_ack
         self.otc_requests: Mapping[str, OtcRequest] = otc_requests or {}
         self.acked: dict[str, set[str]] = {}
         self.exchange_errors: dict[int | None, int] = {}
         self._clock = clock
-        self._raw: list[tuple[str, str, str | bytes, int]] = []  # the frames, transposed at hand-over
+        self._raw: list[
+            tuple[str, str, str | bytes, int]
+        ] = []  # the frames, transposed at hand-over
         self._last_handoff = clock()
         self.frames = 0
         self.commands = 0
@@ -167,8 +169,6 @@ class Processor:
             elif isinstance(item, Shed):
                 self._shed(item)
         self.frames += frames
-        if self.on_frames is not None:
-            self.on_frames(items)
 
     def _commands(self, commands: Sequence[Any]) -> None:
         for command in commands:
@@ -176,8 +176,12 @@ class Processor:
             kind = type(command)
             if kind is Resubscribe:
                 if not self.feed.resync(command.conn_id, command.topic):
-                    log.info("resync_deferred", conn=command.conn_id, topic=command.topic,
-                             reason="not connected; the next session resubscribes")
+                    log.info(
+                        "resync_deferred",
+                        conn=command.conn_id,
+                        topic=command.topic,
+                        reason="not connected; the next session resubscribes",
+                    )
             elif kind is ExchangeErrorSeen:
                 self.exchange_errors[command.code] = self.exchange_errors.get(command.code, 0) + 1
                 if command.code == BUFFER_FULL:
@@ -193,8 +197,13 @@ class Processor:
         kind = event.kind
         if kind == "disconnected":
             self.acked.pop(event.conn_id, None)
-            norm.on_disconnect(event.conn_id, event.topics, event.local_ts_us,
-                               server_name=event.server, reason=event.detail)
+            norm.on_disconnect(
+                event.conn_id,
+                event.topics,
+                event.local_ts_us,
+                server_name=event.server,
+                reason=event.detail,
+            )
             return
         if kind == "subscribe_sent":
             book_topics = [t for t in event.topics if t not in self.otc_requests]
@@ -202,30 +211,42 @@ class Processor:
             # already holds that book in RESYNCING until the fresh snapshot (and its
             # on_subscribe_sent resets every book of the connection, not only this topic).
             if book_topics and event.detail != "resync":
-                norm.on_subscribe_sent(event.conn_id, book_topics, event.local_ts_us,
-                                       server_name=event.server)
+                norm.on_subscribe_sent(
+                    event.conn_id, book_topics, event.local_ts_us, server_name=event.server
+                )
             for topic in event.topics:
                 q = self.otc_requests.get(topic)
                 if q is not None:
-                    norm.on_otc_quote_sent(event.conn_id, q.symbol, q.quantity, q.currency,
-                                           q.cl_order_id)
+                    norm.on_otc_quote_sent(
+                        event.conn_id, q.symbol, q.quantity, q.currency, q.cl_order_id
+                    )
             return
         if kind == "unsubscribe_sent":
             return  # the ack ("unsubscribed") and the "resync" event already tell it
         detail = event.detail or None
         if kind in ("auth_ok", "auth_failed"):
             detail = "login ok" if kind == "auth_ok" else f"login refused: {event.detail}"
-        self.buffers.add_event(EVENT_KINDS.get(kind, kind), event.local_ts_us,
-                               product=self.product_of(event.server), connection=event.conn_id,
-                               count=len(event.topics) or None, detail=detail)
+        self.buffers.add_event(
+            EVENT_KINDS.get(kind, kind),
+            event.local_ts_us,
+            product=self.product_of(event.server),
+            connection=event.conn_id,
+            count=len(event.topics) or None,
+            detail=detail,
+        )
 
     def _shed(self, shed: Shed) -> None:
         self.shed_frames += shed.count
         self.buffers.add_event(
-            "shed", shed.last_ts_us, product=self.product_of(shed.server), connection=shed.conn_id,
+            "shed",
+            shed.last_ts_us,
+            product=self.product_of(shed.server),
+            connection=shed.conn_id,
             count=shed.count,
-            detail=(f"frame queue full: {shed.count} frames dropped between "
-                    f"{shed.first_ts_us} and {shed.last_ts_us} (µs); topics resubscribed"),
+            detail=(
+                f"frame queue full: {shed.count} frames dropped between "
+                f"{shed.first_ts_us} and {shed.last_ts_us} (µs); topics resubscribed"
+            ),
         )
         log.warning("frames_shed", conn=shed.conn_id, count=shed.count)
         self.feed.resubscribe_all(shed.conn_id)
@@ -247,7 +268,8 @@ class Processor:
                 "server": list(servers),
                 "connection": list(conns),
                 "frame": [d if isinstance(d, str) else d.decode("utf-8", "replace") for d in datas]
-                if any(not isinstance(d, str) for d in datas) else list(datas),
+                if any(not isinstance(d, str) for d in datas)
+                else list(datas),
             }
         return batch
 
@@ -255,4 +277,6 @@ class Processor:
         self._last_handoff = self._clock()
         batch = self.take_batch()
         if batch:
+            if self.on_batch is not None:
+                self.on_batch(batch)
             await self.writer.submit(batch)

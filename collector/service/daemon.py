@@ -149,6 +149,7 @@ class Daemon:
         self.http: HealthServer | None = None
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._stream_keys: dict[str, StreamKey] = {}  # topic -> health stream
+        self._streams_by_symbol: dict[tuple[str, str, str], list[StreamKey]] = {}
         self._seen = _Seen({}, {}, {}, {})
         self._signals: list[int] = []
         self._gc_before: tuple[int, ...] | None = None
@@ -235,12 +236,15 @@ class Daemon:
             keep_raw=s.raw,
             otc_requests=subs.otc_requests,
             on_ack=self._acked,
+            on_batch=self._batch_seen,
         )
         for t in subs.topics:
             key = self.health.register_stream(
                 t.stream.product, t.stream.kind, t.stream.symbol, t.topic
             )
             self._stream_keys[t.topic] = key
+            ident = (t.stream.product, t.stream.kind, t.stream.symbol)
+            self._streams_by_symbol.setdefault(ident, []).append(key)
         self.health.set_queue("frames", 0, p.queue_max_frames)
         writer.start()
         self._spawn("processor", self.processor.run())
@@ -412,15 +416,42 @@ class Daemon:
         wanted: frozenset[tuple[str, ...]] = getattr(result, "snapshot_wanted", frozenset())
         published = getattr(result, "published", [])
         for path in published:
-            self.metrics.file_written(
-                path.parent.parent.name
-                if path.parent.name.startswith("date=")
-                else path.parent.name
-            )
+            try:  # <data_dir>/<table>/<partitions...>/<file>.parquet
+                self.metrics.file_written(path.relative_to(self.config.data_dir).parts[0])
+            except ValueError:
+                continue
         if wanted and self.supervisor is not None:
             for t in self.subs.topics:
                 if t.stream.kind == "book" and (t.stream.product, t.stream.symbol) in wanted:
                     self.supervisor.resync("", t.topic)
+
+    def _batch_seen(self, batch: Mapping[str, Mapping[str, list[Any]]]) -> None:
+        """Freshness of the L1, trades and OTC streams from the rows of a batch (per batch,
+        a few C-level passes over its columns; book streams are followed by sequence number)."""
+        now = time.time()
+        seen: set[tuple[str, str, str]] = set()
+        quotes = batch.get("quotes")
+        if quotes:
+            seen.update(
+                (p, "l1", s)
+                for p, s, src in zip(
+                    quotes["product"], quotes["symbol"], quotes["source"], strict=True
+                )
+                if src == "l1"
+            )
+        trades = batch.get("trades")
+        if trades:
+            seen.update(
+                (p, "trades", s)
+                for p, s in set(zip(trades["product"], trades["symbol"], strict=True))
+            )
+        otc = batch.get("otc_quotes")
+        if otc:
+            seen.update(("otc", "otc_quote", s) for s in set(otc["symbol"]))
+        for ident in seen:
+            for key in self._streams_by_symbol.get(ident, ()):
+                self.health.message(key, now, 1)
+                self.health.set_state(key, "live", now)
 
     async def _observe_forever(self, interval: float = 1.0) -> None:
         while True:
@@ -468,14 +499,6 @@ class Daemon:
                 if cur[0] != prev[0] and cur[0] >= 0:
                     h.message(key, now, 1)
                 h.set_state(key, str(book.state.value), now)
-        for t in self.subs.topics:
-            if t.stream.kind == "trades":
-                hw = norm.trade_high_water(t.stream.product, t.stream.symbol)
-                key = self._stream_keys[t.topic]
-                if hw is not None and seen.rows.get(f"trade:{t.topic}") != hw:
-                    seen.rows[f"trade:{t.topic}"] = hw
-                    h.message(key, now, 1)
-                    h.set_state(key, "live", now)
         if proc.shed_frames > seen.shed:
             m.shed_rows("frames", proc.shed_frames - seen.shed)
             seen.shed = proc.shed_frames
@@ -496,4 +519,3 @@ class Daemon:
         if self.writer is not None:
             h.set_queue("writer_batches", self.writer.backlog, WRITER_MAX_PENDING)
         h.messages_received(0)
-

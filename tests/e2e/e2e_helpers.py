@@ -17,8 +17,9 @@ SPOT = ["BTC-USD", "ETH-USD"]
 FUTURES = ["BTC-PERP"]
 
 
-def write_config(path: Path, data_dir: Path, urls: Mapping[str, str], *, flush_s: float = 0.2,
-                 extra: str = "") -> Path:
+def write_config(
+    path: Path, data_dir: Path, urls: Mapping[str, str], *, flush_s: float = 0.2, extra: str = ""
+) -> Path:
     """A config with fast intervals so faults are detected and healed within seconds."""
     settings = f"""storage:
   flush_interval_s: {flush_s}
@@ -93,6 +94,8 @@ def deltas_continue_their_snapshot(con: duckdb.DuckDBPyConnection) -> list[str]:
     for product, symbol, grouping, seq, prev_seq, is_snapshot in rows:
         key = (product, symbol, int(grouping))
         if not is_snapshot and key in last and prev_seq != last[key] and seq != last[key]:
-            problems.append(f"{key}: delta {seq} has prev {prev_seq}, stored before it: {last[key]}")
+            problems.append(
+                f"{key}: delta {seq} has prev {prev_seq}, stored before it: {last[key]}"
+            )
         last[key] = seq
     return problems

@@ -11,8 +11,9 @@ pytestmark = pytest.mark.e2e
 def test_demo_collects_heals_the_faults_and_rebuilds_every_book(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = argparse.Namespace(seconds=8.0, data_dir=tmp_path / "store", rate=50.0, seed=3,
-                              log_level="info")
+    args = argparse.Namespace(
+        seconds=8.0, data_dir=tmp_path / "store", rate=50.0, seed=3, log_level="info"
+    )
     assert demo.main(args) == 0
     out = capsys.readouterr().out
     assert out.count("MATCH") == 3 and "DIFFERS" not in out

@@ -32,8 +32,15 @@ class Collector:
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "collector", "run", "--config", str(self.config), "--no-http",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "collector",
+            "run",
+            "--config",
+            str(self.config),
+            "--no-http",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
         )
         self._reader = asyncio.create_task(self._read())
 
@@ -46,12 +53,18 @@ class Collector:
                 self.events.append({"event": "text", "line": line.decode(errors="replace")})
             self._changed.set()
 
-    async def wait_log(self, predicate: Callable[[dict[str, Any]], bool], what: str,
-                       count: int = 1, timeout: float = 30.0) -> None:
+    async def wait_log(
+        self,
+        predicate: Callable[[dict[str, Any]], bool],
+        what: str,
+        count: int = 1,
+        timeout: float = 30.0,
+    ) -> None:
         async def waiting() -> None:
             while sum(1 for e in self.events if predicate(e)) < count:
                 self._changed.clear()
                 await self._changed.wait()
+
         try:
             await asyncio.wait_for(waiting(), timeout)
         except TimeoutError:
@@ -71,27 +84,34 @@ def _every_file_readable(data: Path) -> int:
     files = sorted(data.rglob("*.parquet"))
     for f in files:
         duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{f}')").fetchall()
-    assert not [f for f in data.rglob("*") if f.name.endswith(".parquet") and f.name.startswith(".")]
+    assert not [
+        f for f in data.rglob("*") if f.name.endswith(".parquet") and f.name.startswith(".")
+    ]
     return len(files)
 
 
 async def test_sigkill_mid_write_then_restart_recovers_and_sigterm_flushes(tmp_path: Path) -> None:
     data = tmp_path / "data"
     async with Simulator(seed=11, symbols={"spot": SPOT, "futures": FUTURES}, rate=300) as sim:
-        config = write_config(tmp_path / "c.yaml", data, sim.urls, flush_s=0.1,
-                              extra="")
-        text = config.read_text().replace("  flush_interval_s: 0.1",
-                                          "  flush_interval_s: 0.1\n  rotate_interval_s: 1")
+        config = write_config(tmp_path / "c.yaml", data, sim.urls, flush_s=0.1, extra="")
+        text = config.read_text().replace(
+            "  flush_interval_s: 0.1", "  flush_interval_s: 0.1\n  rotate_interval_s: 1"
+        )
         config.write_text(text)
         for _ in range(3):
             collector = Collector(config)
             await collector.start()
             # kill while it is writing: after a few flushes that made rows durable
-            await collector.wait_log(lambda e: e.get("event") == "store_flushed"
-                                     and (e.get("rows") or 0) > 0, "a flush with rows", count=3)
+            await collector.wait_log(
+                lambda e: e.get("event") == "store_flushed" and (e.get("rows") or 0) > 0,
+                "a flush with rows",
+                count=3,
+            )
             assert await collector.stop(signal.SIGKILL) == -signal.SIGKILL
             _every_file_readable(data)
-            assert list(data.rglob("*.journal")) or list(data.rglob(".*")), "nothing left to recover"
+            assert list(data.rglob("*.journal")) or list(data.rglob(".*")), (
+                "nothing left to recover"
+            )
 
         collector = Collector(config)
         await collector.start()
@@ -99,8 +119,11 @@ async def test_sigkill_mid_write_then_restart_recovers_and_sigterm_flushes(tmp_p
         opened = next(e for e in collector.events if e.get("event") == "store_opened")
         assert opened["recovered"] >= 1
         await collector.wait_log(lambda e: e.get("event") == "collector_ready", "collector_ready")
-        await collector.wait_log(lambda e: e.get("event") == "book_synced", "books synced",
-                                 count=len(SPOT) + len(FUTURES))
+        await collector.wait_log(
+            lambda e: e.get("event") == "book_synced",
+            "books synced",
+            count=len(SPOT) + len(FUTURES),
+        )
         assert await collector.stop(signal.SIGTERM) == 0
         stopped = next(e for e in collector.events if e.get("event") == "collector_stopped")
 
@@ -117,6 +140,12 @@ async def test_sigkill_mid_write_then_restart_recovers_and_sigterm_flushes(tmp_p
     assert last_run[0][0] >= stopped["frames"] > 0
     # every file replays on its own: each book_changes file starts with a snapshot
     for f in sorted((data / "book_changes").rglob("*.parquet")):
-        first = duckdb.connect().execute(f"SELECT is_snapshot FROM read_parquet('{f}') LIMIT 1").fetchall()
+        first = (
+            duckdb.connect()
+            .execute(f"SELECT is_snapshot FROM read_parquet('{f}') LIMIT 1")
+            .fetchall()
+        )
         assert first in ([(True,)], []), f  # [] : the empty schema anchor file
-    assert set(rebuild_books(con)) == {("spot", s, 0) for s in SPOT} | {("futures", s, 0) for s in FUTURES}
+    assert set(rebuild_books(con)) == {("spot", s, 0) for s in SPOT} | {
+        ("futures", s, 0) for s in FUTURES
+    }

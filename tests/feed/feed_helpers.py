@@ -99,4 +99,3 @@ class JsonFrames:
 
     def unsubscribe(self, topics: Sequence[str]) -> list[str]:
         return [json.dumps({"op": "unsubscribe", "args": list(topics)})]
-

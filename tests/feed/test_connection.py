@@ -70,8 +70,9 @@ async def running() -> AsyncIterator[Callable[[Connection], Awaitable[asyncio.Ta
 async def test_frames_are_stamped_in_order_and_pongs_are_not_forwarded(
     tiny_server: TinyServer, sink: RecordingSink, running
 ) -> None:
-    conn = Connection("spot_oss#0", "spot_oss", tiny_server.url, TOPICS, sink, JsonFrames(),
-                      settings=SETTINGS)
+    conn = Connection(
+        "spot_oss#0", "spot_oss", tiny_server.url, TOPICS, sink, JsonFrames(), settings=SETTINGS
+    )
     await running(conn)
     ws = await tiny_server.wait_sessions(1)
     await tiny_server.wait_received(lambda s, t: "subscribe" in t)
@@ -88,7 +89,9 @@ async def test_frames_are_stamped_in_order_and_pongs_are_not_forwarded(
     assert "pong" not in frames
     stamps = [i[3] for i in sink.items if isinstance(i, tuple)]
     assert stamps == sorted(stamps) and stamps[0] > 1_600_000_000_000_000
-    assert all(i[0] == "spot_oss#0" and i[1] == "spot_oss" for i in sink.items if isinstance(i, tuple))
+    assert all(
+        i[0] == "spot_oss#0" and i[1] == "spot_oss" for i in sink.items if isinstance(i, tuple)
+    )
     assert sink.kinds()[:2] == ["connected", "subscribe_sent"]
     assert sink.events[1].topics == tuple(TOPICS)
     assert conn.stats.frames == 52 and conn.stats.pongs == 1
@@ -98,8 +101,16 @@ async def test_server_close_reconnects_with_backoff_and_resubscribes_everything(
     tiny_server: TinyServer, sink: RecordingSink, running
 ) -> None:
     delays = Delays(SETTINGS.tick())
-    conn = Connection("spot_oss#0", "spot_oss", tiny_server.url, TOPICS, sink, JsonFrames(),
-                      settings=SETTINGS, sleep=delays)
+    conn = Connection(
+        "spot_oss#0",
+        "spot_oss",
+        tiny_server.url,
+        TOPICS,
+        sink,
+        JsonFrames(),
+        settings=SETTINGS,
+        sleep=delays,
+    )
     await running(conn)
     for n in range(1, 4):
         ws = await tiny_server.wait_sessions(n)
@@ -112,8 +123,15 @@ async def test_server_close_reconnects_with_backoff_and_resubscribes_everything(
     assert all(f == {"op": "subscribe", "args": TOPICS} for _, f in subscribes)
     assert delays.recorded == [0.3, 0.6, 1.2]  # short sessions: backoff keeps growing
     kinds = sink.kinds()
-    assert kinds[:7] == ["connected", "subscribe_sent", "disconnected",
-                         "connected", "subscribe_sent", "disconnected", "connected"]
+    assert kinds[:7] == [
+        "connected",
+        "subscribe_sent",
+        "disconnected",
+        "connected",
+        "subscribe_sent",
+        "disconnected",
+        "connected",
+    ]
     disconnected = [e for e in sink.events if e.kind == "disconnected"]
     assert disconnected[0].topics == tuple(TOPICS)
     assert "connection_lost" in disconnected[0].detail
@@ -141,8 +159,16 @@ async def test_unreachable_server_is_retried_forever_with_capped_backoff(
 
     delays = CountingDelays()
     # port 1 on loopback: connection refused
-    conn = Connection("spot#0", "spot", "ws://127.0.0.1:1/ws/spot", TOPICS, sink, JsonFrames(),
-                      settings=SETTINGS, sleep=delays)
+    conn = Connection(
+        "spot#0",
+        "spot",
+        "ws://127.0.0.1:1/ws/spot",
+        TOPICS,
+        sink,
+        JsonFrames(),
+        settings=SETTINGS,
+        sleep=delays,
+    )
     await running(conn)
     await asyncio.wait_for(delays.done.wait(), 10)
     assert delays.recorded == [0.3, 0.6, 1.2] + [2.4] * 9
@@ -159,14 +185,27 @@ async def test_unreachable_server_is_retried_forever_with_capped_backoff(
     ids=["no-pong", "no-data"],
 )
 async def test_a_stale_connection_is_replaced(
-    tiny_server: TinyServer, sink: RecordingSink, running, answer_pings: bool,
-    timings: dict[str, float], deadline: str,
+    tiny_server: TinyServer,
+    sink: RecordingSink,
+    running,
+    answer_pings: bool,
+    timings: dict[str, float],
+    deadline: str,
 ) -> None:
     tiny_server.answer_pings = answer_pings
     fake = FakeTime()
     settings = ConnectionSettings(**timings, backoff_initial=0.25, backoff_jitter=0.0)
-    conn = Connection("spot_oss#0", "spot_oss", tiny_server.url, TOPICS, sink, JsonFrames(),
-                      settings=settings, clock=fake.clock, sleep=fake.sleep)
+    conn = Connection(
+        "spot_oss#0",
+        "spot_oss",
+        tiny_server.url,
+        TOPICS,
+        sink,
+        JsonFrames(),
+        settings=settings,
+        clock=fake.clock,
+        sleep=fake.sleep,
+    )
     await running(conn)
     await tiny_server.wait_sessions(2)
     stale = next(e for e in sink.events if e.kind == "stale")
@@ -182,15 +221,17 @@ async def test_a_stale_connection_is_replaced(
 async def test_resync_unsubscribes_and_subscribes_only_that_topic(
     tiny_server: TinyServer, sink: RecordingSink, running
 ) -> None:
-    conn = Connection("spot_oss#0", "spot_oss", tiny_server.url, TOPICS, sink, JsonFrames(),
-                      settings=SETTINGS)
+    conn = Connection(
+        "spot_oss#0", "spot_oss", tiny_server.url, TOPICS, sink, JsonFrames(), settings=SETTINGS
+    )
     assert conn.resync("update:BTC-USD_0") is False  # not connected yet
     await running(conn)
     await conn.connected.wait()
     assert conn.resync("update:NOT-MINE_0") is False
     assert conn.resync("update:ETH-USD_0") is True
-    await tiny_server.wait_received(lambda s, t: t.count("subscribe") and "ETH" in t and "BTC" not in t
-                                    and '"subscribe"' in t)
+    await tiny_server.wait_received(
+        lambda s, t: t.count("subscribe") and "ETH" in t and "BTC" not in t and '"subscribe"' in t
+    )
     ops = [json.loads(t) for _, t in tiny_server.received if t != "ping"]
     assert ops == [
         {"op": "subscribe", "args": TOPICS},
@@ -199,15 +240,18 @@ async def test_resync_unsubscribes_and_subscribes_only_that_topic(
     ]
     assert len(tiny_server.sessions) == 1  # same socket: other topics keep flowing
     resync_events = [(e.kind, e.topics, e.detail) for e in sink.events][2:]
-    assert resync_events == [("unsubscribe_sent", ("update:ETH-USD_0",), "resync"),
-                             ("subscribe_sent", ("update:ETH-USD_0",), "resync")]
+    assert resync_events == [
+        ("unsubscribe_sent", ("update:ETH-USD_0",), "resync"),
+        ("subscribe_sent", ("update:ETH-USD_0",), "resync"),
+    ]
 
 
 async def test_set_topics_moves_topics_off_a_live_socket(
     tiny_server: TinyServer, sink: RecordingSink, running
 ) -> None:
-    conn = Connection("spot_oss#0", "spot_oss", tiny_server.url, TOPICS, sink, JsonFrames(),
-                      settings=SETTINGS)
+    conn = Connection(
+        "spot_oss#0", "spot_oss", tiny_server.url, TOPICS, sink, JsonFrames(), settings=SETTINGS
+    )
     await running(conn)
     await conn.connected.wait()
     conn.set_topics(TOPICS[0::2])
@@ -221,8 +265,16 @@ async def test_oversize_frame_closes_the_session_and_it_reconnects(
 ) -> None:
     settings = ConnectionSettings(max_msg_size=1024, backoff_initial=0.25, backoff_jitter=0.0)
     delays = Delays(settings.tick())
-    conn = Connection("spot_oss#0", "spot_oss", tiny_server.url, TOPICS, sink, JsonFrames(),
-                      settings=settings, sleep=delays)
+    conn = Connection(
+        "spot_oss#0",
+        "spot_oss",
+        tiny_server.url,
+        TOPICS,
+        sink,
+        JsonFrames(),
+        settings=settings,
+        sleep=delays,
+    )
     await running(conn)
     ws = await tiny_server.wait_sessions(1)
     await conn.connected.wait()
@@ -258,8 +310,16 @@ async def test_otc_authenticates_before_any_quote_request(
     tiny_server: TinyServer, sink: RecordingSink, running
 ) -> None:
     tiny_server.login_ok = True
-    conn = Connection("otc#0", "otc", tiny_server.url, ["BTC-USD", "ETH-USD"], sink, QuoteFrames(),
-                      settings=SETTINGS, auth=Signer())
+    conn = Connection(
+        "otc#0",
+        "otc",
+        tiny_server.url,
+        ["BTC-USD", "ETH-USD"],
+        sink,
+        QuoteFrames(),
+        settings=SETTINGS,
+        auth=Signer(),
+    )
     await running(conn)
     await tiny_server.wait_received(lambda s, t: "ETH-USD" in t)
     ops = [json.loads(t)["op"] for _, t in tiny_server.received if t != "ping"]
@@ -273,8 +333,18 @@ async def test_refused_login_is_a_clear_error_event_and_retried_slowly(
 ) -> None:
     tiny_server.login_ok = False
     delays = Delays(SETTINGS.tick())
-    conn = Connection("otc#0", "otc", tiny_server.url, ["BTC-USD"], sink, QuoteFrames(),
-                      settings=SETTINGS, auth=Signer(), sleep=delays, rng=random.Random(1))
+    conn = Connection(
+        "otc#0",
+        "otc",
+        tiny_server.url,
+        ["BTC-USD"],
+        sink,
+        QuoteFrames(),
+        settings=SETTINGS,
+        auth=Signer(),
+        sleep=delays,
+        rng=random.Random(1),
+    )
     await running(conn)
     await tiny_server.wait_sessions(2)
     failed = next(e for e in sink.events if e.kind == "auth_failed")
@@ -287,9 +357,17 @@ async def test_missing_credentials_stop_the_worker_as_fatal(
     tiny_server: TinyServer, sink: RecordingSink
 ) -> None:
     fatal: list[Fatal] = []
-    conn = Connection("otc#0", "otc", tiny_server.url, ["BTC-USD"], sink, QuoteFrames(),
-                      settings=SETTINGS, auth=Signer(CredentialsError("BTSE_API_SECRET is not set")),
-                      on_fatal=lambda c, f: fatal.append(f))
+    conn = Connection(
+        "otc#0",
+        "otc",
+        tiny_server.url,
+        ["BTC-USD"],
+        sink,
+        QuoteFrames(),
+        settings=SETTINGS,
+        auth=Signer(CredentialsError("BTSE_API_SECRET is not set")),
+        on_fatal=lambda c, f: fatal.append(f),
+    )
     await asyncio.wait_for(conn.run(), 10)  # returns: no retry loop
     assert fatal and "BTSE_API_SECRET" in fatal[0].reason
     assert "fatal" in sink.kinds()

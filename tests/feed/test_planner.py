@@ -48,7 +48,11 @@ def test_split_after_1007_moves_half_the_topics_to_a_new_connection() -> None:
     assert p.by_id("futures_oss#0") == before_other
     # ids stay unique after further splits
     assert split(p, "spot_oss#1") is not None
-    assert [c.conn_id for c in p.for_server("spot_oss")] == ["spot_oss#0", "spot_oss#1", "spot_oss#2"]
+    assert [c.conn_id for c in p.for_server("spot_oss")] == [
+        "spot_oss#0",
+        "spot_oss#1",
+        "spot_oss#2",
+    ]
     assert split(p, "spot_oss#2") is None  # one topic left: cannot split
 
 

@@ -41,8 +41,12 @@ def test_full_jitter_can_reach_zero_but_not_exceed() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "word"),
-    [({"initial": 0}, "initial"), ({"initial": 5, "cap": 1}, "initial"),
-     ({"jitter": 1.5}, "jitter"), ({"factor": 0.5}, "factor")],
+    [
+        ({"initial": 0}, "initial"),
+        ({"initial": 5, "cap": 1}, "initial"),
+        ({"jitter": 1.5}, "jitter"),
+        ({"factor": 0.5}, "factor"),
+    ],
 )
 def test_backoff_rejects_bad_parameters(kwargs: dict[str, float], word: str) -> None:
     with pytest.raises(ValueError, match=word):

@@ -21,9 +21,13 @@ def _subscribed(server: TinyServer) -> dict[int, list[str]]:
 async def test_topics_are_planned_over_connections_and_a_1007_split_adds_one(
     tiny_server: TinyServer, sink: RecordingSink
 ) -> None:
-    sup = Supervisor({"spot_oss": TOPICS, "spot": ["tradeHistoryApi:A-USD"]},
-                     {"spot_oss": tiny_server.url, "spot": tiny_server.url},
-                     sink, lambda server: JsonFrames(), max_topics_per_connection=2)
+    sup = Supervisor(
+        {"spot_oss": TOPICS, "spot": ["tradeHistoryApi:A-USD"]},
+        {"spot_oss": tiny_server.url, "spot": tiny_server.url},
+        sink,
+        lambda server: JsonFrames(),
+        max_topics_per_connection=2,
+    )
     assert sorted(sup.connections) == ["spot#0", "spot_oss#0", "spot_oss#1"]
     assert sup.topic_count == 5
     sup.start()
@@ -42,8 +46,11 @@ async def test_topics_are_planned_over_connections_and_a_1007_split_adds_one(
         assert sup.connections["spot_oss#0"].topics == ["update:A-USD_0"]
         assert sup.connections["spot_oss#2"].topics == ["update:C-USD_0"]
         assert _subscribed(tiny_server)[3] == ["update:C-USD_0"]
-        assert any(json.loads(t) == {"op": "unsubscribe", "args": ["update:C-USD_0"]}
-                   for _, t in tiny_server.received if t != "ping")
+        assert any(
+            json.loads(t) == {"op": "unsubscribe", "args": ["update:C-USD_0"]}
+            for _, t in tiny_server.received
+            if t != "ping"
+        )
         assert sup.split("spot_oss#0") is None  # one topic left
         assert sup.split("nope#0") is None
 

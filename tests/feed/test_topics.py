@@ -58,10 +58,16 @@ def test_topics_are_rendered_from_the_specs_per_server(tmp_path: Path, registry)
 
     frames = QuoteFrames(subs.otc_requests)
     sent = [json.loads(f) for f in frames.subscribe(keys)]
-    assert sent[0] == {"op": "quote", "symbol": "BTC-USD", "quantity": {"quantity": 1, "currency": "BTC"}}
+    assert sent[0] == {
+        "op": "quote",
+        "symbol": "BTC-USD",
+        "quantity": {"quantity": 1, "currency": "BTC"},
+    }
     assert sent[1]["side"] == "sell" and sent[1]["clOrderId"] == "x1"
     assert json.loads(frames.unsubscribe(keys[:1])[0])["op"] == "unsubscribe-quote"
-    assert [json.loads(f) for f in SubscribeFrames().subscribe(["a:b"])] == [{"op": "subscribe", "args": ["a:b"]}]
+    assert [json.loads(f) for f in SubscribeFrames().subscribe(["a:b"])] == [
+        {"op": "subscribe", "args": ["a:b"]}
+    ]
     assert SubscribeFrames().unsubscribe([]) == []
 
 

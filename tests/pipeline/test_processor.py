@@ -26,14 +26,19 @@ class FakeNormalizer:
             "ACK": [Acknowledged(conn_id, "subscribe", ("t1",))],
         }.get(data, [])
 
-    def on_disconnect(self, conn_id: str, topics: Any, ts: int, *, server_name: str, reason: str) -> None:
+    def on_disconnect(
+        self, conn_id: str, topics: Any, ts: int, *, server_name: str, reason: str
+    ) -> None:
         self.calls.append(("on_disconnect", conn_id, tuple(topics), ts, server_name, reason))
 
-    def on_subscribe_sent(self, conn_id: str, topics: list[str], ts: int, *, server_name: str) -> None:
+    def on_subscribe_sent(
+        self, conn_id: str, topics: list[str], ts: int, *, server_name: str
+    ) -> None:
         self.calls.append(("on_subscribe_sent", conn_id, tuple(topics), ts))
 
-    def on_otc_quote_sent(self, conn_id: str, symbol: str, quantity: float, currency: str,
-                          cl_order_id: str | None) -> None:
+    def on_otc_quote_sent(
+        self, conn_id: str, symbol: str, quantity: float, currency: str, cl_order_id: str | None
+    ) -> None:
         self.calls.append(("on_otc_quote_sent", conn_id, symbol, quantity, currency))
 
 
@@ -78,7 +83,9 @@ class ListStore:
         return out
 
 
-def _stage(max_frames: int = 100) -> tuple[FrameQueue, FakeNormalizer, FakeFeed, ListStore, Processor]:
+def _stage(
+    max_frames: int = 100,
+) -> tuple[FrameQueue, FakeNormalizer, FakeFeed, ListStore, Processor]:
     q = FrameQueue(max_frames)
     norm = FakeNormalizer()
     feed = FakeFeed()
@@ -110,8 +117,12 @@ async def test_frames_events_and_commands_are_handled_in_queue_order() -> None:
     assert proc.acked == {}  # cleared by the disconnect
     assert proc.exchange_errors == {1007: 1}
     raw = store.rows("raw")
-    assert raw == {"local_timestamp": [3, 4, 5], "server": ["spot"] * 3,
-                   "connection": ["spot#0"] * 3, "frame": ["ACK", "GAP", "1007"]}
+    assert raw == {
+        "local_timestamp": [3, 4, 5],
+        "server": ["spot"] * 3,
+        "connection": ["spot#0"] * 3,
+        "frame": ["ACK", "GAP", "1007"],
+    }
     assert store.rows("trades")["id"] == ["ACK", "GAP", "1007"]
     events = store.rows("events")
     assert events["kind"] == ["connected", "stale"]
