@@ -54,7 +54,7 @@ def _age(seconds: float | None) -> str:
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"
     if seconds < 120:
-        return f"{seconds:.1f}s"
+        return f"{seconds:.0f}s" if float(seconds).is_integer() else f"{seconds:.1f}s"
     if seconds < 7200:
         return f"{seconds / 60:.0f}m"
     return f"{seconds / 3600:.1f}h"

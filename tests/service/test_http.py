@@ -197,7 +197,7 @@ async def test_status_command_renders_the_table(
         "BTC-PERP",
         "live",
         "yes",
-        "1.0s",
+        "1s",
         "60m",
         "42",
         "tradeHistoryApiV3:BTC-PERP",
