@@ -275,10 +275,13 @@ class Daemon:
         )
         waiter.cancel()
         stopper.cancel()
+        if self.stop_requested.is_set():
+            log.info("stop_requested_during_startup")
+            return  # run() returns at once; shutdown() drains what arrived
         if not self.ready.is_set():
             log.warning(
                 "ready_without_acks",
-                waited_s=self.ready_timeout,
+                waited_s=round(time.monotonic() - started, 3),
                 detail="not every connection acknowledged a subscription yet; retrying",
             )
         self._observe(time.time())
