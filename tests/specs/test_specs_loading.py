@@ -240,9 +240,12 @@ def test_cli_table(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["product", "kind", "servers", "topic", "auth", "deprecated"]
     rows = [line.split() for line in out[2:]]
-    assert rows[
-        [r[:2] for r in rows].index(["spot", "book"])
-    ][:4] == ["spot", "book", "spot_oss", "update:{symbol}_{grouping}"]
+    assert rows[[r[:2] for r in rows].index(["spot", "book"])][:4] == [
+        "spot",
+        "book",
+        "spot_oss",
+        "update:{symbol}_{grouping}",
+    ]
     otc = next(r for r in rows if r[0] == "otc")
     assert otc == ["otc", "otc_quote", "otc", "quote", "yes"]
     assert any(r[:2] == ["futures", "trades"] and r[-1] == "yes" for r in rows)  # legacy topic
