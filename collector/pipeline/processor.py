@@ -113,6 +113,7 @@ class Processor:
         self.frames = 0
         self.commands = 0
         self.shed_frames = 0
+        self.failures = 0
 
     # -- the task ----------------------------------------------------------------------------
 
@@ -157,18 +158,34 @@ class Processor:
         keep = self._raw.append if self.keep_raw else None
         frames = 0
         for item in items:
-            if type(item) is tuple:
-                frames += 1
-                if keep is not None:
-                    keep(item)
-                commands = feed(*item)
-                if commands:
-                    self._commands(commands)
-            elif isinstance(item, ConnEvent):
-                self._conn_event(item)
-            elif isinstance(item, Shed):
-                self._shed(item)
+            try:  # free in CPython 3.11 unless something raises
+                if type(item) is tuple:
+                    frames += 1
+                    if keep is not None:
+                        keep(item)
+                    commands = feed(*item)
+                    if commands:
+                        self._commands(commands)
+                elif isinstance(item, ConnEvent):
+                    self._conn_event(item)
+                elif isinstance(item, Shed):
+                    self._shed(item)
+            except Exception as exc:  # a bug must not stop the collector: record it, go on
+                self._failed(item, exc)
         self.frames += frames
+
+    def _failed(self, item: Item, exc: Exception) -> None:
+        self.failures += 1
+        conn_id = item[0] if type(item) is tuple else getattr(item, "conn_id", None)
+        what = f"{type(exc).__name__}: {exc}"[:300]
+        log.error("processing_failed", conn=conn_id, item=type(item).__name__, error=what)
+        ts = item[3] if type(item) is tuple else time.time_ns() // 1000
+        self.buffers.add_event(
+            "error",
+            int(ts),
+            connection=conn_id if isinstance(conn_id, str) else None,
+            detail=f"processing failed ({what}); the frame is kept in raw",
+        )
 
     def _commands(self, commands: Sequence[Any]) -> None:
         for command in commands:

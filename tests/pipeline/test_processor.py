@@ -170,3 +170,25 @@ async def test_the_running_stage_hands_rows_over_after_the_batch_delay() -> None
         await asyncio.gather(task, return_exceptions=True)
         await proc.writer.close()
     assert store.rows("raw")["frame"] == ["A"]
+
+
+async def test_a_failing_frame_is_recorded_and_processing_goes_on() -> None:
+    q, norm, _, store, proc = _stage()
+    original = norm.feed
+
+    def feed(conn_id: str, server: str, data: str, ts: int) -> list[Any]:
+        if data == "BOOM":
+            raise KeyError("bug")
+        return original(conn_id, server, data, ts)
+
+    norm.feed = feed  # type: ignore[method-assign]
+    for i, data in enumerate(["A", "BOOM", "B"]):
+        q.put_frame("spot#0", "spot", data, 10 + i)
+    await proc.drain()
+    await proc.writer.close()
+    assert store.rows("trades")["id"] == ["A", "B"]
+    assert store.rows("raw")["frame"] == ["A", "BOOM", "B"]  # kept: can be replayed later
+    events = store.rows("events")
+    assert events["kind"] == ["error"] and "KeyError" in events["detail"][0]
+    assert events["local_timestamp"] == [11] and events["connection"] == ["spot#0"]
+    assert proc.failures == 1 and proc.frames == 3
