@@ -468,6 +468,7 @@ class Daemon:
             return
         seen, m, h = self._seen, self.metrics, self.health
         frames_by_server: dict[str, int] = {}
+        down: set[str] = set()  # topics of connections that are not connected
         for conn in sup.connections.values():
             frames_by_server[conn.server] = frames_by_server.get(conn.server, 0) + conn.stats.frames
             for reason, n in conn.stats.reasons.items():
@@ -477,6 +478,7 @@ class Daemon:
                         m.reconnect(conn.server, reason)
                     seen.reasons[k] = n
             if not conn.connected.is_set():
+                down.update(conn.topics)
                 for topic in conn.topics:
                     key = self._stream_keys.get(topic)
                     if key is not None:
@@ -501,7 +503,8 @@ class Daemon:
             if key is not None:
                 if cur[0] != prev[0] and cur[0] >= 0:
                     h.message(key, now, 1)
-                h.set_state(key, str(book.state.value), now)
+                if book.topic not in down:
+                    h.set_state(key, str(book.state.value), now)
         if proc.shed_frames > seen.shed:
             m.shed_rows("frames", proc.shed_frames - seen.shed)
             seen.shed = proc.shed_frames
