@@ -32,35 +32,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def plan_connections(config: Config, registry: Any) -> list[tuple[str, str, int, str]]:
-    """(server, url, connections, what) per server, as the feed's topic planner spreads them."""
-    from collector.feed.planner import plan
+    """(server, url, connections, what) per server: the plan ``run`` starts with.
 
-    topics: dict[str, list[str]] = {}
-    for stream in config.streams():
-        if stream.product == "otc":
-            continue  # OTC quotes are ops on one authenticated socket, not topics
-        server = registry.server_for(stream.product, stream.kind, config.environment)
-        channel = registry.channel(stream.product, stream.kind)
-        params: dict[str, Any] = {"symbol": stream.symbol}
-        if stream.grouping is not None:
-            params["grouping"] = stream.grouping
-        topics.setdefault(server.name, []).append(registry.render(channel, **params))
-    otc_server = None
-    if config.needs_credentials and config.otc is not None:
-        otc = [s for s in registry.servers("otc", config.environment) if s.kind == "main"]
-        if otc:
-            otc_server = otc[0].name
-            topics.setdefault(otc_server, [])
-    result = plan(topics, config.connection.max_topics_per_connection)
+    Uses the daemon's own code: topics and OTC quote keys from ``feed.topics.subscriptions``,
+    URLs from ``feed.topics.server_urls`` and connections from ``feed.planner.plan``.
+    """
+    from collector.feed.planner import plan, topics_of
+    from collector.feed.topics import server_urls, subscriptions
+
+    subs = subscriptions(config, registry)
+    by_server = subs.by_server()
+    urls = server_urls(config, registry)
+    result = plan(by_server, config.connection.max_topics_per_connection)
     rows = []
-    for server_name in sorted(topics):
-        url = config.endpoints.get(server_name) or registry.server(server_name).url
+    for server_name in sorted(by_server):
         conns = result.for_server(server_name)
-        if server_name == otc_server and config.otc is not None:
-            n = len(config.otc.quotes)
-            rows.append((server_name, url, 1, f"{n} quote{'s' if n != 1 else ''}, authenticated"))
+        keys = topics_of(conns)
+        quotes = sum(1 for k in keys if k in subs.otc_requests)
+        if quotes:
+            what = f"{quotes} quote{'s' if quotes != 1 else ''}, authenticated"
         else:
-            rows.append((server_name, url, len(conns), f"{len(topics[server_name])} topics"))
+            what = f"{len(keys)} topics"
+        rows.append((server_name, urls[server_name], len(conns), what))
     return rows
 
 

@@ -115,3 +115,41 @@ def test_otc_plan_with_credentials(
     assert "otc quotes    BTC-USD 1 BTC, BTC-USD 5 BTC" in out
     assert "otc                  1 × wss://ws.btse.com/ws/otc  (2 quotes, authenticated)" in out
     assert "very-secret" not in out
+
+
+def test_connection_plan_is_the_daemons(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The summary comes from feed.topics + feed.planner: OTC quotes spread like topics."""
+    from collector.commands.check_config import plan_connections
+    from collector.config import load_config
+    from collector.feed.planner import plan
+    from collector.feed.topics import subscriptions
+    from collector.specs import load_registry
+
+    monkeypatch.setenv("BTSE_API_KEY", "abcdefghijklmnop")
+    monkeypatch.setenv("BTSE_API_SECRET", "very-secret")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"data_dir: {tmp_path}/data\n"
+        "markets:\n"
+        "  - {product: spot, symbols: [BTC-USD, ETH-USD], channels: [book], groupings: [0, 1]}\n"
+        "otc:\n  quotes:\n"
+        "    - {symbol: BTC-USD, quantity: 1, currency: BTC}\n"
+        "    - {symbol: BTC-USD, quantity: 2, currency: BTC}\n"
+        "    - {symbol: ETH-USD, quantity: 3, currency: ETH}\n"
+        "connection: {max_topics_per_connection: 2}\n"
+    )
+    config = load_config(cfg)
+    registry = load_registry()
+    rows = plan_connections(config, registry)
+    assert rows == [
+        ("otc", "wss://ws.btse.com/ws/otc", 2, "3 quotes, authenticated"),
+        ("spot_oss", "wss://ws.btse.com/ws/oss/spot", 2, "4 topics"),
+    ]
+    daemon_plan = plan(subscriptions(config, registry).by_server(), 2)
+    assert sum(r[2] for r in rows) == len(daemon_plan.connections) == 4
+    assert cli.main(["check-config", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "connections   4 planned (max 2 topics each)" in out
+    assert "otc                  2 × wss://ws.btse.com/ws/otc  (3 quotes, authenticated)" in out
