@@ -242,16 +242,33 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     assert "cannot read config" in exc.value.problems[0].message
 
 
-def test_secret_in_yaml_is_an_error_and_never_echoed(tmp_path: Path) -> None:
-    found = problems(
-        tmp_path,
-        MINIMAL + "otc:\n  credentials: {api_key: abcdef123456, api_secret: hunter2hunter2}\n",
-    )
-    keys = by_key(found)
-    assert "looks like a credential" in keys["otc.credentials.api_key"].message
-    assert "looks like a credential" in keys["otc.credentials.api_secret"].message
+@pytest.mark.parametrize(
+    ("credentials", "keys", "message", "secrets"),
+    [
+        (
+            "{api_key: abcdef123456, api_secret: hunter2hunter2}",
+            ("api_key", "api_secret"),
+            "looks like a credential",
+            ("hunter2", "abcdef123456"),
+        ),
+        (
+            "{api_key_env: 3f9a8b7c6d5e4f3a2b1c, api_secret_env: my_Secret_Value}",
+            ("api_key_env", "api_secret_env"),
+            "NAME of an environment variable",
+            ("3f9a8b7c6d5e4f3a2b1c", "my_Secret_Value"),
+        ),
+    ],
+    ids=["secret-in-yaml", "credential-as-env-name"],
+)
+def test_credentials_in_yaml_are_errors_and_never_echoed(
+    tmp_path: Path, credentials: str, keys: tuple[str, ...], message: str, secrets: tuple[str, ...]
+) -> None:
+    found = problems(tmp_path, MINIMAL + f"otc:\n  credentials: {credentials}\n")
+    by = by_key(found)
+    for key in keys:
+        assert message in by[f"otc.credentials.{key}"].message
     text = "\n".join(str(p) for p in found)
-    assert "hunter2" not in text and "abcdef123456" not in text
+    assert not [s for s in secrets if s in text]
 
 
 def test_otc_quotes_are_checked(tmp_path: Path) -> None:
@@ -453,19 +470,6 @@ def test_otc_quotes_need_an_otc_spec(tmp_path: Path) -> None:
     assert [(p.key, p.message) for p in exc.value.problems] == [
         ("otc.quotes", "the specs in use describe no OTC product")
     ]
-
-
-def test_credential_pasted_as_env_name_is_rejected_without_echo(tmp_path: Path) -> None:
-    found = problems(
-        tmp_path,
-        MINIMAL
-        + "otc:\n  credentials: {api_key_env: 3f9a8b7c6d5e4f3a2b1c, api_secret_env: my_Secret_Value}\n",
-    )
-    keys = by_key(found)
-    assert "NAME of an environment variable" in keys["otc.credentials.api_key_env"].message
-    assert "NAME of an environment variable" in keys["otc.credentials.api_secret_env"].message
-    text = "\n".join(str(p) for p in found)
-    assert "3f9a8b7c6d5e4f3a2b1c" not in text and "my_Secret_Value" not in text
 
 
 def test_credentials_section_as_a_string_is_not_echoed(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import fastjsonschema
 
@@ -32,6 +32,7 @@ from collector.specs.model import (
 
 Validator: TypeAlias = Callable[[Any], Any]
 _MATCH_CACHE_LIMIT = 65536
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -108,12 +109,7 @@ class SpecRegistry:
 
     def channel(self, product: str, kind: str) -> Channel:
         """The current (non-deprecated) channel of that kind, e.g. ``("spot", "book")``."""
-        self._check_product(product)
-        try:
-            return self._by_kind[(product, kind)]
-        except KeyError:
-            valid = tuple(sorted(k for p, k in self._by_kind if p == product))
-            raise SpecLookupError(f"{product} channel", kind, valid) from None
+        return self._lookup(self._by_kind, product, kind, "channel")
 
     def channels(
         self, product: str | None = None, *, include_deprecated: bool = True
@@ -130,7 +126,7 @@ class SpecRegistry:
     def kinds(self, product: str) -> tuple[str, ...]:
         """The channel kinds ``product`` serves (non-deprecated), sorted."""
         self._check_product(product)
-        return tuple(sorted(k for p, k in self._by_kind if p == product))
+        return _names_of(self._by_kind, product)
 
     def render(self, channel: Channel, **params: object) -> str:
         """The topic string of ``channel`` for ``params``; every value is checked."""
@@ -205,21 +201,11 @@ class SpecRegistry:
 
     def control(self, product: str, name: str) -> Control:
         """A control channel of ``product``: subscription, heartbeat, authentication."""
-        self._check_product(product)
-        try:
-            return self._controls[(product, name)]
-        except KeyError:
-            valid = tuple(sorted(n for p, n in self._controls if p == product))
-            raise SpecLookupError(f"{product} control channel", name, valid) from None
+        return self._lookup(self._controls, product, name, "control channel")
 
     def message(self, product: str, name: str) -> Message:
         """A message by its components.messages name, e.g. ``("spot", "subscriptionAck")``."""
-        self._check_product(product)
-        try:
-            return self._messages[(product, name)]
-        except KeyError:
-            valid = tuple(sorted(n for p, n in self._messages if p == product))
-            raise SpecLookupError(f"{product} message", name, valid) from None
+        return self._lookup(self._messages, product, name, "message")
 
     def messages(self, product: str | None = None) -> tuple[Message, ...]:
         if product is not None:
@@ -278,9 +264,23 @@ class SpecRegistry:
             return False
         return True
 
+    def _lookup(
+        self, table: Mapping[tuple[str, str], _T], product: str, name: str, what: str
+    ) -> _T:
+        """``table[(product, name)]``, or SpecLookupError listing the names ``product`` has."""
+        self._check_product(product)
+        try:
+            return table[(product, name)]
+        except KeyError:
+            raise SpecLookupError(f"{product} {what}", name, _names_of(table, product)) from None
+
     def _check_product(self, product: str) -> None:
         if product not in self.files:
             raise SpecLookupError("product", product, self.products)
+
+
+def _names_of(table: Mapping[tuple[str, str], object], product: str) -> tuple[str, ...]:
+    return tuple(sorted(name for p, name in table if p == product))
 
 
 def _compile(schema: Mapping[str, Any]) -> Validator:

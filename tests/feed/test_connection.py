@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from feed_helpers import JsonFrames, RecordingSink, TinyServer
@@ -51,6 +52,15 @@ class FakeTime:
 SETTINGS = ConnectionSettings(backoff_initial=0.3, backoff_cap=2.4, backoff_jitter=0.0)
 
 
+def spot_conn(
+    url: str, sink: RecordingSink, settings: ConnectionSettings = SETTINGS, **kwargs: Any
+) -> Connection:
+    """The ``spot_oss#0`` worker on TOPICS with JSON frames; kwargs go to Connection."""
+    return Connection(
+        "spot_oss#0", "spot_oss", url, TOPICS, sink, JsonFrames(), settings=settings, **kwargs
+    )
+
+
 @pytest.fixture
 async def running() -> AsyncIterator[Callable[[Connection], Awaitable[asyncio.Task[None]]]]:
     tasks: list[tuple[Connection, asyncio.Task[None]]] = []
@@ -70,9 +80,7 @@ async def running() -> AsyncIterator[Callable[[Connection], Awaitable[asyncio.Ta
 async def test_frames_are_stamped_in_order_and_pongs_are_not_forwarded(
     tiny_server: TinyServer, sink: RecordingSink, running
 ) -> None:
-    conn = Connection(
-        "spot_oss#0", "spot_oss", tiny_server.url, TOPICS, sink, JsonFrames(), settings=SETTINGS
-    )
+    conn = spot_conn(tiny_server.url, sink)
     await running(conn)
     ws = await tiny_server.wait_sessions(1)
     await tiny_server.wait_received(lambda s, t: "subscribe" in t)
@@ -101,16 +109,7 @@ async def test_server_close_reconnects_with_backoff_and_resubscribes_everything(
     tiny_server: TinyServer, sink: RecordingSink, running
 ) -> None:
     delays = Delays(SETTINGS.tick())
-    conn = Connection(
-        "spot_oss#0",
-        "spot_oss",
-        tiny_server.url,
-        TOPICS,
-        sink,
-        JsonFrames(),
-        settings=SETTINGS,
-        sleep=delays,
-    )
+    conn = spot_conn(tiny_server.url, sink, sleep=delays)
     await running(conn)
     for n in range(1, 4):
         ws = await tiny_server.wait_sessions(n)
@@ -195,17 +194,7 @@ async def test_a_stale_connection_is_replaced(
     tiny_server.answer_pings = answer_pings
     fake = FakeTime()
     settings = ConnectionSettings(**timings, backoff_initial=0.25, backoff_jitter=0.0)
-    conn = Connection(
-        "spot_oss#0",
-        "spot_oss",
-        tiny_server.url,
-        TOPICS,
-        sink,
-        JsonFrames(),
-        settings=settings,
-        clock=fake.clock,
-        sleep=fake.sleep,
-    )
+    conn = spot_conn(tiny_server.url, sink, settings=settings, clock=fake.clock, sleep=fake.sleep)
     await running(conn)
     await tiny_server.wait_sessions(2)
     stale = next(e for e in sink.events if e.kind == "stale")
@@ -221,9 +210,7 @@ async def test_a_stale_connection_is_replaced(
 async def test_resync_unsubscribes_and_subscribes_only_that_topic(
     tiny_server: TinyServer, sink: RecordingSink, running
 ) -> None:
-    conn = Connection(
-        "spot_oss#0", "spot_oss", tiny_server.url, TOPICS, sink, JsonFrames(), settings=SETTINGS
-    )
+    conn = spot_conn(tiny_server.url, sink)
     assert conn.resync("update:BTC-USD_0") is False  # not connected yet
     await running(conn)
     await conn.connected.wait()
@@ -249,9 +236,7 @@ async def test_resync_unsubscribes_and_subscribes_only_that_topic(
 async def test_set_topics_moves_topics_off_a_live_socket(
     tiny_server: TinyServer, sink: RecordingSink, running
 ) -> None:
-    conn = Connection(
-        "spot_oss#0", "spot_oss", tiny_server.url, TOPICS, sink, JsonFrames(), settings=SETTINGS
-    )
+    conn = spot_conn(tiny_server.url, sink)
     await running(conn)
     await conn.connected.wait()
     conn.set_topics(TOPICS[0::2])
@@ -265,16 +250,7 @@ async def test_oversize_frame_closes_the_session_and_it_reconnects(
 ) -> None:
     settings = ConnectionSettings(max_msg_size=1024, backoff_initial=0.25, backoff_jitter=0.0)
     delays = Delays(settings.tick())
-    conn = Connection(
-        "spot_oss#0",
-        "spot_oss",
-        tiny_server.url,
-        TOPICS,
-        sink,
-        JsonFrames(),
-        settings=settings,
-        sleep=delays,
-    )
+    conn = spot_conn(tiny_server.url, sink, settings=settings, sleep=delays)
     await running(conn)
     ws = await tiny_server.wait_sessions(1)
     await conn.connected.wait()
@@ -306,20 +282,16 @@ class QuoteFrames:
         return [json.dumps({"op": "unsubscribe-quote", "symbol": t}) for t in topics]
 
 
+def otc_conn(url: str, topics: list[str], sink: RecordingSink, **kwargs: Any) -> Connection:
+    """The ``otc#0`` worker with quote frames; kwargs go to Connection (auth, sleep...)."""
+    return Connection("otc#0", "otc", url, topics, sink, QuoteFrames(), settings=SETTINGS, **kwargs)
+
+
 async def test_otc_authenticates_before_any_quote_request(
     tiny_server: TinyServer, sink: RecordingSink, running
 ) -> None:
     tiny_server.login_ok = True
-    conn = Connection(
-        "otc#0",
-        "otc",
-        tiny_server.url,
-        ["BTC-USD", "ETH-USD"],
-        sink,
-        QuoteFrames(),
-        settings=SETTINGS,
-        auth=Signer(),
-    )
+    conn = otc_conn(tiny_server.url, ["BTC-USD", "ETH-USD"], sink, auth=Signer())
     await running(conn)
     await tiny_server.wait_received(lambda s, t: "ETH-USD" in t)
     ops = [json.loads(t)["op"] for _, t in tiny_server.received if t != "ping"]
@@ -333,17 +305,8 @@ async def test_refused_login_is_a_clear_error_event_and_retried_slowly(
 ) -> None:
     tiny_server.login_ok = False
     delays = Delays(SETTINGS.tick())
-    conn = Connection(
-        "otc#0",
-        "otc",
-        tiny_server.url,
-        ["BTC-USD"],
-        sink,
-        QuoteFrames(),
-        settings=SETTINGS,
-        auth=Signer(),
-        sleep=delays,
-        rng=random.Random(1),
+    conn = otc_conn(
+        tiny_server.url, ["BTC-USD"], sink, auth=Signer(), sleep=delays, rng=random.Random(1)
     )
     await running(conn)
     await tiny_server.wait_sessions(2)
@@ -357,14 +320,10 @@ async def test_missing_credentials_stop_the_worker_as_fatal(
     tiny_server: TinyServer, sink: RecordingSink
 ) -> None:
     fatal: list[Fatal] = []
-    conn = Connection(
-        "otc#0",
-        "otc",
+    conn = otc_conn(
         tiny_server.url,
         ["BTC-USD"],
         sink,
-        QuoteFrames(),
-        settings=SETTINGS,
         auth=Signer(CredentialsError("BTSE_API_SECRET is not set")),
         on_fatal=lambda c, f: fatal.append(f),
     )
