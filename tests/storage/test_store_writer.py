@@ -5,6 +5,7 @@ import glob
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from storage_helpers import DAY_US, T0_US, Clock, book, trades
@@ -281,3 +282,86 @@ def test_last_trade_ids_from_newest_files(tmp_path: Path, clock: Clock) -> None:
         store.append("trades", trades([8, 9], ts=[T0_US + DAY_US, T0_US + DAY_US + 1]))
         assert store.last_trade_ids() == {("spot", "BTC-USD"): 7, ("futures", "BTC-PERP"): 41}
     assert last_trade_ids(tmp_path) == {("spot", "BTC-USD"): 9, ("futures", "BTC-PERP"): 41}
+
+
+def _arrow_trades(ids: list[int]) -> dict[str, object]:
+    """A trades batch with a mix of Arrow arrays, chunked arrays and lists."""
+    batch: dict[str, object] = dict(trades(ids))
+    batch["local_timestamp"] = pa.array(batch["local_timestamp"], pa.int64())  # int µs
+    batch["timestamp"] = pa.array(batch["timestamp"], pa.timestamp("us", tz="UTC"))
+    batch["price"] = pa.chunked_array([pa.array(batch["price"][:1]), pa.array(batch["price"][1:])])
+    batch["symbol"] = pa.array(batch["symbol"]).dictionary_encode()
+    batch["side"] = pa.array(batch["side"], pa.large_string())
+    return batch
+
+
+def test_append_accepts_arrow_arrays_per_column(tmp_path: Path, clock: Clock) -> None:
+    with Store(tmp_path, clock=clock) as store:
+        store.append("trades", _arrow_trades([1, 2, 3]))
+        store.append("trades", trades([4]))
+    rows = duckdb.sql(
+        f"SELECT id, symbol, side, price, epoch_us(local_timestamp), epoch_us(timestamp) FROM "
+        f"read_parquet('{tmp_path}/trades/**/*.parquet', hive_partitioning=true) ORDER BY id"
+    ).fetchall()
+    assert rows == [(str(i), "BTC-USD", "buy" if i % 2 else "sell", 100.0 + i / 100,
+                     T0_US + i, T0_US + i - 5) for i in (1, 2, 3, 4)]
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "message"),
+    [
+        ("price", pa.array(["1.0", "2.0"]), "expected float64: got an Arrow string array"),
+        ("id", pa.array([1, 2]), "expected string: got an Arrow int64 array"),
+        ("price", pa.array([1.0]), "has 1 values"),
+        ("price", pa.chunked_array([pa.array([1.0]), pa.array([2.0, 3.0])]), "has 3 values"),
+        ("local_timestamp", pa.array([1.5, 2.0]), "expected timestamp_us"),
+        ("local_timestamp", pa.array([None, 1], pa.int64()), "non-nullable"),
+        ("exchange", ["btse", 7], "expected string"),
+    ],
+)
+def test_arrow_columns_are_validated_like_lists(tmp_path, clock, column, values, message):
+    store = Store(tmp_path, clock=clock)
+    batch = dict(trades([1, 2]))
+    batch[column] = values
+    with pytest.raises(RowsRejected, match=message) as info:
+        store.append("trades", batch)
+    assert (info.value.table, info.value.column) == ("trades", column)
+    assert store.buffered_rows == 0
+    store.close()
+
+
+def test_interleaved_symbols_split_in_order_in_one_batch(tmp_path: Path, clock: Clock) -> None:
+    ids = list(range(1, 41))
+    batch = trades(ids, ts=[T0_US + i + (DAY_US if i > 30 else 0) for i in ids])
+    batch["symbol"] = [("BTC-USD", "ETH-USD", "XRP-USD")[i % 3] for i in ids]
+    batch["product"] = ["futures" if i % 3 == 2 else "spot" for i in ids]
+    with Store(tmp_path, clock=clock) as store:
+        store.append("trades", batch)
+    rows = duckdb.sql(
+        f"SELECT product, symbol, date::VARCHAR, list(id::INT ORDER BY local_timestamp) FROM "
+        f"read_parquet('{tmp_path}/trades/**/*.parquet', hive_partitioning=true) GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    expected: dict[tuple[str, str, str], list[int]] = {}
+    for i in ids:
+        key = ("futures" if i % 3 == 2 else "spot", ("BTC-USD", "ETH-USD", "XRP-USD")[i % 3],
+               "2023-11-15" if i > 30 else "2023-11-14")
+        expected.setdefault(key, []).append(i)
+    assert rows == sorted((*k, v) for k, v in expected.items())
+    assert len(published(tmp_path, "trades")) == len(expected) == 6
+
+
+def test_raw_frames_are_plain_encoded_without_statistics(tmp_path: Path, clock: Clock) -> None:
+    n = 50
+    with Store(tmp_path, clock=clock) as store:
+        store.append("raw", {
+            "local_timestamp": [T0_US + i for i in range(n)], "server": ["spot_oss"] * n,
+            "connection": ["spot_oss#0"] * n, "frame": [f'{{"seq":{i}}}' for i in range(n)],
+        })
+    [path] = published(tmp_path, "raw")
+    meta = pq.read_metadata(path).row_group(0)
+    cols = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+    assert "PLAIN_DICTIONARY" not in cols["frame"].encodings and "RLE_DICTIONARY" not in cols["frame"].encodings
+    assert not cols["frame"].is_stats_set and cols["local_timestamp"].is_stats_set
+    assert "RLE_DICTIONARY" in cols["server"].encodings or "PLAIN_DICTIONARY" in cols["server"].encodings
+    frames = pq.read_table(path).column("frame").to_pylist()
+    assert frames == [f'{{"seq":{i}}}' for i in range(n)]
