@@ -12,6 +12,7 @@ import pytest
 import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
+from spec_helpers import copy_specs
 
 from collector.specs import SpecRegistry, default_specs_dir, load_registry
 
@@ -130,7 +131,7 @@ def _example_payload_mutations() -> list[tuple[str, Callable[[dict[str, Any]], N
 def test_a_broken_example_fails_validation(
     tmp_path: Path, label: str, mutate: Callable[[dict[str, Any]], None]
 ) -> None:
-    specs = _copy_specs(tmp_path, "futures-websocket.asyncapi.yaml", mutate)
+    specs = copy_specs(tmp_path, "futures-websocket.asyncapi.yaml", mutate)
     broken = load_registry(specs)  # loads: examples are data...
     failures = []
     for message in broken.messages("futures"):
@@ -160,12 +161,3 @@ def test_an_unknown_channel_field_fails_asyncapi_validation(
     doc = yaml.safe_load(SPEC_FILES[0].read_text(encoding="utf-8"))
     doc["channels"]["update:{symbol}_{grouping}"]["btseKind"] = "book"  # not an x- extension
     assert _errors(asyncapi_validator, doc) != []
-
-
-def _copy_specs(tmp_path: Path, name: str, mutate: Callable[[dict[str, Any]], None]) -> Path:
-    for path in SPEC_FILES:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if path.name == name:
-            mutate(doc)
-        (tmp_path / path.name).write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return tmp_path

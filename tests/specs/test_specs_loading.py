@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from spec_helpers import copy_specs
 
 from collector import cli
 from collector.errors import EXIT_CONFIG, EXIT_USAGE, SpecError
@@ -18,15 +18,6 @@ SPECS = default_specs_dir()
 SPOT = "spot-websocket.asyncapi.yaml"
 FUTURES = "futures-websocket.asyncapi.yaml"
 BOOK = "update:{symbol}_{grouping}"
-
-
-def _copy(tmp_path: Path, name: str, mutate: Callable[[dict[str, Any]], None]) -> Path:
-    for path in sorted(SPECS.glob("*.asyncapi.yaml")):
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if path.name == name:
-            mutate(doc)
-        (tmp_path / path.name).write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return tmp_path
 
 
 def _del(*keys: str | int) -> Callable[[dict[str, Any]], None]:
@@ -164,7 +155,7 @@ def test_broken_spec_raises_spec_error(
     path: str,
     text: str,
 ) -> None:
-    specs = _copy(tmp_path, name, mutate)
+    specs = copy_specs(tmp_path, name, mutate)
     with pytest.raises(SpecError) as exc:
         load_registry(specs)
     assert exc.value.file == str(specs / name), label
@@ -174,7 +165,7 @@ def test_broken_spec_raises_spec_error(
 
 
 def test_invalid_payload_schema_fails_on_compile(tmp_path: Path) -> None:
-    specs = _copy(
+    specs = copy_specs(
         tmp_path, SPOT, _set({"type": "objet"}, "components", "messages", "pong", "payload")
     )
     reg = load_registry(specs)  # validators compile lazily...
@@ -192,12 +183,12 @@ def test_every_shipped_validator_compiles() -> None:
 
 
 def test_unmutated_copy_loads(tmp_path: Path) -> None:
-    reg = load_registry(_copy(tmp_path, "", lambda doc: None))
+    reg = load_registry(copy_specs(tmp_path, "", lambda doc: None))
     assert reg.products == ("futures", "otc", "spot")
 
 
 def test_yaml_syntax_error_names_the_file(tmp_path: Path) -> None:
-    _copy(tmp_path, "", lambda doc: None)
+    copy_specs(tmp_path, "", lambda doc: None)
     (tmp_path / SPOT).write_text("asyncapi: 2.6.0\ninfo: [unclosed\n", encoding="utf-8")
     with pytest.raises(SpecError) as exc:
         load_registry(tmp_path)
@@ -209,14 +200,14 @@ def test_yaml_syntax_error_names_the_file(tmp_path: Path) -> None:
 def test_missing_product_and_empty_folder(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"no \*\.asyncapi\.yaml files"):
         load_registry(tmp_path)
-    _copy(tmp_path, "", lambda doc: None)
+    copy_specs(tmp_path, "", lambda doc: None)
     (tmp_path / "otc-websocket.asyncapi.yaml").unlink()
     with pytest.raises(SpecError, match="no spec file declares product 'otc'"):
         load_registry(tmp_path)
 
 
 def test_duplicate_product(tmp_path: Path) -> None:
-    _copy(tmp_path, "", lambda doc: None)
+    copy_specs(tmp_path, "", lambda doc: None)
     (tmp_path / "spot2.asyncapi.yaml").write_text((tmp_path / SPOT).read_text(), encoding="utf-8")
     with pytest.raises(SpecError) as exc:
         load_registry(tmp_path)
@@ -272,7 +263,7 @@ def test_cli_unknown_product_is_usage_error(capsys: pytest.CaptureFixture[str]) 
 
 
 def test_cli_broken_spec_exits_78(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    specs = _copy(tmp_path, SPOT, _del("channels", BOOK))
+    specs = copy_specs(tmp_path, SPOT, _del("channels", BOOK))
     assert cli.main(["specs", "--specs-dir", str(specs)]) == EXIT_CONFIG
     err = capsys.readouterr().err
     assert SPOT in err and "$.channels" in err and "book" in err
