@@ -6,8 +6,10 @@ beside it in the same session:
 
 - a *sender* task writes client frames (subscribe, resync, ping) in order;
 - a *watchdog* task sends the text ``ping`` every ``ping_interval`` and declares the connection
-  stale when no ``pong`` came back within ``pong_timeout`` or no data frame arrived within
-  ``stale_after``; a stale connection is closed and replaced.
+  stale when no ``pong`` came back within ``pong_timeout`` or nothing at all (no data frame and
+  no ``pong``) arrived within ``stale_after``; a stale connection is closed and replaced. BTSE
+  sends no heartbeat on a quiet book (silences of 11.6 s seen, an illiquid market's trades far
+  longer), so the pongs are what proves such a socket alive (reference §2.2, §2.7).
 
 A session ends on any error; :func:`collector.feed.policies.classify` decides what happens next
 and :func:`collector.feed.policies.backoff` how long to wait. Reconnection never stops. On every
@@ -44,7 +46,7 @@ class ConnectionSettings:
 
     ping_interval: float = 15.0  # BTSE recommends a text ping every 15 s
     pong_timeout: float = 10.0  # no pong this long after a ping: stale
-    stale_after: float = 60.0  # no data frame at all this long: stale
+    stale_after: float = 60.0  # nothing at all (no data frame, no pong) this long: stale
     connect_timeout: float = 10.0
     auth_timeout: float = 10.0
     max_msg_size: int = 4 * 1024 * 1024  # larger frames close the socket (error event)
@@ -410,8 +412,8 @@ class Connection:
             now = clock()
             if stats.frames != last_frames:
                 last_frames, last_rx = stats.frames, now
-            if stats.pongs != last_pongs:
-                last_pongs, ping_outstanding_since = stats.pongs, None
+            if stats.pongs != last_pongs:  # a pong is traffic too: a quiet book stays open
+                last_pongs, ping_outstanding_since, last_rx = stats.pongs, None, now
             if ping_outstanding_since is not None and now - ping_outstanding_since > s.pong_timeout:
                 raise StaleFeed(self.conn_id, now - ping_outstanding_since, s.pong_timeout)
             if now - last_rx > s.stale_after:

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from collector.feed.acks import AckTracker
 from collector.feed.connection import ConnEvent
 from collector.pipeline.queue import FrameQueue, Item, Shed
 from collector.pipeline.writer import BatchWriter
@@ -104,6 +105,7 @@ class Processor:
         self.on_ack = on_ack
         self.otc_requests: Mapping[str, OtcRequest] = otc_requests or {}
         self.acked: dict[str, set[str]] = {}
+        self.ack_tracker = AckTracker()  # topics BTSE leaves out of its subscribe ack
         self.exchange_errors: dict[int | None, int] = {}
         self._clock = clock
         self._raw: list[
@@ -205,15 +207,32 @@ class Processor:
                     self.feed.split(command.conn_id)
             elif kind is Acknowledged and command.op == "subscribe":
                 self.acked.setdefault(command.conn_id, set()).update(command.topics)
+                for topic in self.ack_tracker.acked(command.conn_id, command.topics):
+                    self._refused(command.conn_id, topic)
                 if self.on_ack is not None:
                     self.on_ack(command.conn_id, command.topics)
             # Pong and AuthResult: the connection itself handles pings and the login ack.
+
+    def _refused(self, conn_id: str, topic: str) -> None:
+        """BTSE acknowledged a subscribe without this topic: it will never deliver."""
+        server = conn_id.split("#", 1)[0]
+        self.buffers.add_event(
+            "subscribe_refused",
+            time.time_ns() // 1000,
+            product=self.product_of(server),
+            topic=topic,
+            connection=conn_id,
+            detail="left out of the subscribe acknowledgement: BTSE does not serve this topic "
+            "on this endpoint; not retried until the next reconnect",
+        )
+        log.warning("subscribe_refused", conn=conn_id, topic=topic)
 
     def _conn_event(self, event: ConnEvent) -> None:
         norm = self.normalizer
         kind = event.kind
         if kind == "disconnected":
             self.acked.pop(event.conn_id, None)
+            self.ack_tracker.reset(event.conn_id)
             norm.on_disconnect(
                 event.conn_id,
                 event.topics,
@@ -224,6 +243,7 @@ class Processor:
             return
         if kind == "subscribe_sent":
             book_topics = [t for t in event.topics if t not in self.otc_requests]
+            self.ack_tracker.sent(event.conn_id, book_topics)
             # A per-topic resync needs no reset: after a gap or crossed book the Normalizer
             # already holds that book in RESYNCING until the fresh snapshot (and its
             # on_subscribe_sent resets every book of the connection, not only this topic).
