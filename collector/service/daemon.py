@@ -24,8 +24,10 @@ import contextlib
 import gc
 import signal
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import structlog
@@ -46,6 +48,7 @@ from collector.feed.topics import (
 from collector.pipeline.processor import Processor
 from collector.pipeline.queue import FrameQueue
 from collector.pipeline.writer import BatchWriter, WriterStats
+from collector.protocol.book import LIVE
 from collector.protocol.normalizer import Normalizer
 from collector.service.health import HealthState, StreamKey
 from collector.service.http import HealthServer
@@ -81,6 +84,11 @@ def tune_gc() -> tuple[int, ...]:
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLD)
     return before
+
+
+def _pylist(column: Any) -> list[Any]:
+    """A batch column as a list (the pipeline hands over lists or Arrow arrays)."""
+    return column if isinstance(column, list) else list(column.to_pylist())
 
 
 def connection_settings(config: Config) -> ConnectionSettings:
@@ -151,6 +159,7 @@ class Daemon:
         self._stream_keys: dict[str, StreamKey] = {}  # topic -> health stream
         self._streams_by_symbol: dict[tuple[str, str, str], list[StreamKey]] = {}
         self._seen = _Seen({}, {}, {}, {})
+        self._book_seq: dict[tuple[str, str, int], int] = {}  # last seq counted per LIVE book
         self._signals: list[int] = []
         self._gc_before: tuple[int, ...] | None = None
 
@@ -428,33 +437,54 @@ class Daemon:
                 if t.stream.kind == "book" and (t.stream.product, t.stream.symbol) in wanted:
                     self.supervisor.resync("", t.topic)
 
-    def _batch_seen(self, batch: Mapping[str, Mapping[str, list[Any]]]) -> None:
-        """Freshness of the L1, trades and OTC streams from the rows of a batch (per batch,
-        a few C-level passes over its columns; book streams are followed by sequence number)."""
+    def _batch_seen(self, batch: Mapping[str, Mapping[str, Any]]) -> None:
+        """Freshness and message counts of every stream, stamped when a batch leaves the
+        processing stage (so a stream's freshness is as fine as ``pipeline.batch_max_delay_s``).
+
+        Messages: an L1 frame is one ``source=l1`` quote row, a trade one trade row, an OTC
+        quote one row (a few C-level passes over those columns per batch; columns may be lists
+        or Arrow arrays); a book message is one sequence number its LIVE book advanced by since
+        the previous batch (no pass over the book rows; a book that is resyncing stores
+        nothing and therefore gets no message)."""
         now = time.time()
-        seen: set[tuple[str, str, str]] = set()
+        seen: Counter[tuple[str, str, str]] = Counter()
         quotes = batch.get("quotes")
         if quotes:
             seen.update(
                 (p, "l1", s)
                 for p, s, src in zip(
-                    quotes["product"], quotes["symbol"], quotes["source"], strict=True
+                    _pylist(quotes["product"]),
+                    _pylist(quotes["symbol"]),
+                    _pylist(quotes["source"]),
+                    strict=True,
                 )
                 if src == "l1"
             )
         trades = batch.get("trades")
         if trades:
             seen.update(
-                (p, "trades", s)
-                for p, s in set(zip(trades["product"], trades["symbol"], strict=True))
+                zip(_pylist(trades["product"]), repeat("trades"), _pylist(trades["symbol"]))
             )
         otc = batch.get("otc_quotes")
         if otc:
-            seen.update(("otc", "otc_quote", s) for s in set(otc["symbol"]))
-        for ident in seen:
+            seen.update(("otc", "otc_quote", s) for s in _pylist(otc["symbol"]))
+        for ident, n in seen.items():
             for key in self._streams_by_symbol.get(ident, ()):
-                self.health.message(key, now, 1)
+                self.health.message(key, now, n)
                 self.health.set_state(key, "live", now)
+        norm = self.normalizer
+        if norm is None:
+            return
+        last = self._book_seq
+        for k3, book in norm.books.items():
+            seq = book.last_seq
+            if book.state is not LIVE or seq == last.get(k3, -1):
+                continue
+            prev = last.get(k3, -1)
+            last[k3] = seq
+            book_key = self._stream_keys.get(book.topic or "")
+            if book_key is not None:  # the state (syncing/live/resyncing) is the observer's
+                self.health.message(book_key, now, seq - prev if 0 <= prev < seq else 1)
 
     async def _observe_forever(self, interval: float = 1.0) -> None:
         while True:
@@ -500,11 +530,8 @@ class Daemon:
                 m.duplicate(product, symbol, "book", cur[3] - prev[3])
             seen.books[k3] = cur
             key = self._stream_keys.get(book.topic or "")
-            if key is not None:
-                if cur[0] != prev[0] and cur[0] >= 0:
-                    h.message(key, now, 1)
-                if book.topic not in down:
-                    h.set_state(key, str(book.state.value), now)
+            if key is not None and book.topic not in down:
+                h.set_state(key, str(book.state.value), now)
         if proc.shed_frames > seen.shed:
             m.shed_rows("frames", proc.shed_frames - seen.shed)
             seen.shed = proc.shed_frames

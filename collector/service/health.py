@@ -293,7 +293,8 @@ class HealthState:
                 )
             )
             if not fresh:
-                reasons.append(f"stale: {s.key.label()} silent {age:.0f}s > {s.max_silence_s:g}s")
+                silent = f"{age:.0f}" if age >= 10 else f"{age:.1f}"  # not "1s > 1s"
+                reasons.append(f"stale: {s.key.label()} silent {silent}s > {s.max_silence_s:g}s")
         fresh_count = sum(1 for r in streams if r.fresh)
         fraction = fresh_count / len(streams) if streams else 1.0
 

@@ -44,6 +44,7 @@ class ServiceTicker:
         self._clock = clock
         self._sleep = sleep
         self._last_status: tuple[float, str] | None = None
+        self._last_shape: tuple[object, ...] = ()
         self._healthy: bool | None = None
         self.pings = 0
         self.last_report: HealthReport | None = None
@@ -68,13 +69,17 @@ class ServiceTicker:
             self._healthy = report.healthy
         text = report.status_line()
         last = self._last_status
+        # what an operator acts on (streams live/fresh, problems) is sent at once; the
+        # ever-changing rate and flush time at most every ``status_every_s``
+        shape = (report.live, report.fresh, report.total, report.healthy, report.watchdog_ok)
         if (
             last is None
-            or health_changed
+            or shape != self._last_shape
             or (text != last[1] and t - last[0] >= self.status_every_s)
         ):
             self.notifier.status(text)
             self._last_status = (t, text)
+        self._last_shape = shape
         if self.on_report is not None:
             self.on_report(report)
         return report

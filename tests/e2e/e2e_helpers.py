@@ -4,8 +4,10 @@ back with DuckDB only."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +101,53 @@ def deltas_continue_their_snapshot(con: duckdb.DuckDBPyConnection) -> list[str]:
             )
         last[key] = seq
     return problems
+
+
+@dataclass(frozen=True)
+class Note:
+    at: float  # wall time of reception
+    lines: tuple[str, ...]
+
+
+class NotifySocket:
+    """A real ``$NOTIFY_SOCKET`` (AF_UNIX datagram) read by the running event loop: every
+    datagram is taken as soon as the loop gets to it (the kernel queues only ~10, see
+    ``net.unix.max_dgram_qlen``) and stamped with the time it arrived."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.setblocking(False)
+        self.notes: list[Note] = []
+
+    def start(self) -> None:
+        asyncio.get_running_loop().add_reader(self.sock.fileno(), self.read)
+
+    def read(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except BlockingIOError:
+                return
+            lines = tuple(data.decode().split("\n"))
+            self.received(lines)
+            self.notes.append(Note(time.time(), lines))
+
+    def received(self, lines: tuple[str, ...]) -> None:
+        """Hook: called with each datagram's lines as it arrives."""
+
+    def values(self, key: str) -> list[tuple[int, str]]:
+        """(index of the datagram, value) of every ``KEY=value`` line received."""
+        return [
+            (i, line.split("=", 1)[1])
+            for i, n in enumerate(self.notes)
+            for line in n.lines
+            if line.split("=", 1)[0] == key
+        ]
+
+    def close(self) -> None:
+        try:
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+        finally:
+            self.sock.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from e2e_helpers import FUTURES, SPOT, db, rebuild_books, write_config
+from e2e_helpers import FUTURES, SPOT, NotifySocket, db, rebuild_books, write_config
 
 from collector.simulator import Simulator
 
@@ -23,8 +24,9 @@ pytestmark = pytest.mark.e2e
 class Collector:
     """A collector subprocess whose JSON log lines are parsed as they come."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
         self.config = config
+        self.env = None if env is None else {**os.environ, **env}
         self.events: list[dict[str, Any]] = []
         self._changed = asyncio.Event()
         self.proc: asyncio.subprocess.Process | None = None
@@ -41,6 +43,7 @@ class Collector:
             "--no-http",
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
+            env=self.env,
         )
         self._reader = asyncio.create_task(self._read())
 
@@ -113,7 +116,10 @@ async def test_sigkill_mid_write_then_restart_recovers_and_sigterm_flushes(tmp_p
                 "nothing left to recover"
             )
 
-        collector = Collector(config)
+        # the last run as systemd starts it: a real notify socket (no watchdog)
+        notify = NotifySocket(tmp_path / "notify.sock")
+        notify.start()
+        collector = Collector(config, env={"NOTIFY_SOCKET": notify.path})
         await collector.start()
         await collector.wait_log(lambda e: e.get("event") == "store_opened", "store_opened")
         opened = next(e for e in collector.events if e.get("event") == "store_opened")
@@ -124,8 +130,16 @@ async def test_sigkill_mid_write_then_restart_recovers_and_sigterm_flushes(tmp_p
             "books synced",
             count=len(SPOT) + len(FUTURES),
         )
+        assert [n.lines[0] for n in notify.notes[:1]] == ["READY=1"]
+        # exit 0: the whole shutdown finished within the daemon's own timeout (20 s, else 1)
         assert await collector.stop(signal.SIGTERM) == 0
         stopped = next(e for e in collector.events if e.get("event") == "collector_stopped")
+        notify.read()
+        notify.close()
+    lines = [line for n in notify.notes for line in n.lines]
+    assert lines.count("READY=1") == 1 and lines.count("STOPPING=1") == 1
+    assert "STOPPING=1" in notify.notes[-1].lines  # sent first thing on SIGTERM, nothing after
+    assert not [e for e in collector.events if e.get("event") == "sd_notify_failed"]
 
     assert _every_file_readable(data) > 0
     assert not list(data.rglob("*.journal")) and not list(data.rglob("*.tmp"))

@@ -118,3 +118,29 @@ async def test_lag_monitor_on_the_real_loop_reports_samples() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert seen and all(x >= 0.0 for x in seen)
+
+
+def test_status_follows_live_streams_at_once_and_rate_changes_every_10s(
+    notify_listener: NotifyListener,
+) -> None:
+    health = HealthState(HealthConfig(), clock=lambda: T0, started=T0)
+    keys = [health.register_stream("spot", k, "BTC-USD", now=T0) for k in ("book", "l1")]
+    notifier = Notifier(notify_listener.env())
+    ticker = ServiceTicker(health, notifier, clock=lambda: T0)
+    health.flushed(T0)
+    health.set_state(keys[0], "live", T0)
+    ticker.tick(T0)  # first tick: 1/2 live
+    health.set_state(keys[1], "live", T0 + 1)
+    ticker.tick(T0 + 1)  # 2/2 live: sent at once, not 10 s later
+    for t in range(2, 12):  # only the rate and flush time change: at most every 10 s
+        health.message(keys[0], T0 + t, 100 * t)
+        health.flushed(T0 + t)
+        ticker.tick(T0 + t)
+    notifier.close()
+    statuses = [m for m in notify_listener.drain() if m.startswith("STATUS=")]
+    assert [s.split(",")[0] for s in statuses] == [
+        "STATUS=1/2 streams live",
+        "STATUS=2/2 streams live",
+        "STATUS=2/2 streams live",
+    ]
+    assert " msg/s, last flush " in statuses[-1]
