@@ -152,12 +152,16 @@ class FakeBtse:
             yield self
 
 
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+async def until(
+    predicate: Callable[[], bool], what: str | Callable[[], str], timeout: float = 15.0
+) -> None:
     """Wait for a condition of the system under test (polled), failing with ``what``."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
+            raise AssertionError(
+                f"timed out waiting for: {what if isinstance(what, str) else what()}"
+            )
         await asyncio.sleep(0.01)
 
 

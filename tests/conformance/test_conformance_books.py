@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -276,6 +277,31 @@ async def test_books_and_l1_as_btse_sends_them(tmp_path: Path) -> None:
             )
             await until(lambda: norm.stats.frames == fake.frames_sent(), "every frame processed")
 
+            def streams() -> dict[str, str]:
+                daemon._observe(time.time())  # what the 1 s health tick does
+                return {r.key.topic: r.state for r in daemon.health.evaluate().streams}
+
+            # every configured stream is live, the book of a folded spelling too. (Not asserted:
+            # the L1/trades health of a config symbol spelled BTCPFC/ETHPFC/<X>-PERP-USDT, see
+            # the README's conformance section: the daemon keys it by the config spelling.)
+            await until(
+                lambda: (
+                    {t: st for t, st in streams().items() if t != "snapshotL1:ETHPFC"}
+                    == dict.fromkeys(
+                        [
+                            "update:BTC-PERP_0",
+                            "snapshotL1:BTC-PERP",
+                            "update:SNDK-PERP_0",
+                            "snapshotL1:SNDK-PERP",
+                            "update:ETH-PERP-USDT_0",
+                        ],
+                        "live",
+                    )
+                ),
+                lambda: f"every stream live: {streams()}",
+                3,
+            )
+
         # -- the server saw exactly the resubscriptions BTSE's rule asks for ----------------
         assert len(fake.by_path("/ws/oss/futures")) == 1  # no reconnect for a gap
         assert session.ops("unsubscribe") == [["update:SNDK-PERP_0"], ["update:ETH-PERP-USDT_0"]]
@@ -320,6 +346,7 @@ async def test_books_and_l1_as_btse_sends_them(tmp_path: Path) -> None:
     )
     assert synced == {"BTC-PERP": 1, "SNDK-PERP": 2, "ETH-PERP": 2}
     assert events(con, "decode_error") == []
+    assert events(con, "spec_drift") == []  # the specs accept the real frames
     # L1 rows keep their own timestamps (a 14 s old one is not replaced by arrival time)
     l1 = con.execute(
         "SELECT symbol, epoch_ms(timestamp), bid_price, ask_price FROM quotes "

@@ -124,3 +124,16 @@ async def test_a_socket_whose_pongs_stop_is_replaced(tmp_path: Path) -> None:
     stale = [e for e in sink.events if e.kind == "stale"]
     assert stale and "deadline 10.0s" in stale[0].detail  # 15 s ping + 10 s without pong
     assert len(fake.by_path("/ws/oss/futures")) >= 2
+
+
+async def test_permessage_deflate_offering_server(tmp_path: Path) -> None:
+    """BTSE negotiates ``permessage-deflate; client_max_window_bits=15`` only when the client
+    offers it; it is not forced. The collector does not offer it (CPU over bandwidth), so a
+    deflate-capable server sends plain JSON text and the frames arrive intact."""
+    _, s = default_settings(tmp_path)
+    fake = FakeBtse()  # serves with compression="deflate" (negotiated when offered)
+    fake.scripts["/ws/oss/futures"] = quiet_book
+    async with fake.running():
+        _, sink = await run_for(fake, s, 1.0)
+    assert fake.handshake_extensions[0] is None  # nothing offered, nothing negotiated
+    assert sink.frames[0] == SNAPSHOT
