@@ -64,11 +64,13 @@ class OrderBook:
         "_top",
         "asks",
         "bids",
+        "conn_id",
         "crossed_count",
         "duplicate_count",
         "expected_seq",
         "gap_count",
         "grouping",
+        "key",
         "last_seq",
         "next_snapshot_us",
         "product",
@@ -87,6 +89,8 @@ class OrderBook:
         self.symbol = symbol
         self.grouping = grouping
         self.topic = topic
+        self.key = (product, symbol, grouping)
+        self.conn_id: str | None = None  # the connection that feeds it (set by the owner)
         self.state = SYNCING
         self.bids: dict[float, float] = {}
         self.asks: dict[float, float] = {}

@@ -205,26 +205,53 @@ class Decoder:
                         self._validate_countdown -= 1
                         if self._validate_countdown <= 0:
                             self._validate(route[0], "book", topic, raw, local_ts)
-                    d = frame.data
-                    symbol = d.symbol
-                    return BookUpdate(
-                        self.product,
-                        topic,
-                        _SYMBOLS.get(symbol) or canonical_symbol(symbol),
-                        symbol,
-                        route[3],
-                        d.type == "snapshot",
-                        d.bids,
-                        d.asks,
-                        d.seqNum,
-                        d.prevSeqNum,
-                        d.timestamp * 1000,
-                        local_ts,
-                    )
+                    return self.book_record(frame, local_ts)
         try:
             return self._decode_generic(raw, data, local_ts)
         except Exception as exc:  # the decoder never lets an exception escape
             return self._fail(f"unexpected {type(exc).__name__}: {exc}", data, None, local_ts)
+
+    def book_frame(self, raw: bytes, local_ts: int) -> _BookFrame | None:
+        """The hot path for book frames, without a record: the decoded frame of a routed
+        ``book`` topic whose numbers are proven exact (and sampled against the spec), or
+        None: then :meth:`decode` gives the record (or the failure) for the same bytes."""
+        try:
+            frame = self._book.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        route = self._topics.get(frame.topic)
+        if route is None:
+            route = self._route(frame.topic)
+            if route is None:
+                return None
+        if route[1] != "book" or _RUN_NEEDLE in raw.translate(_RUN_TABLE):
+            return None
+        self.frames += 1
+        if self.validate_every:
+            self._validate_countdown -= 1
+            if self._validate_countdown <= 0:
+                self._validate(route[0], "book", frame.topic, raw, local_ts)
+        return frame
+
+    def book_record(self, frame: _BookFrame, local_ts: int) -> BookUpdate:
+        """The :class:`BookUpdate` of a frame :meth:`book_frame` returned."""
+        d = frame.data
+        symbol = d.symbol
+        route = self._route(frame.topic)
+        return BookUpdate(
+            self.product,
+            frame.topic,
+            _SYMBOLS.get(symbol) or canonical_symbol(symbol),
+            symbol,
+            route[3] if route is not None else 0,
+            d.type == "snapshot",
+            d.bids,
+            d.asks,
+            d.seqNum,
+            d.prevSeqNum,
+            d.timestamp * _MS,
+            local_ts,
+        )
 
     def take_drifts(self) -> list[SpecDrift]:
         drifts, self.drifts = self.drifts, []
@@ -342,23 +369,7 @@ class Decoder:
         return record
 
     def _book_generic(self, raw: bytes, params: dict[str, str], local_ts: int) -> BookUpdate:
-        frame = self._book.decode(raw)
-        d = frame.data
-        grouping = params.get("grouping")
-        return BookUpdate(
-            self.product,
-            frame.topic,
-            canonical_symbol(d.symbol),
-            d.symbol,
-            int(grouping) if grouping else 0,
-            d.type == "snapshot",
-            d.bids,
-            d.asks,
-            d.seqNum,
-            d.prevSeqNum,
-            d.timestamp * _MS,
-            local_ts,
-        )
+        return self.book_record(self._book.decode(raw), local_ts)
 
     def _l1_frame(self, raw: bytes, params: dict[str, str], local_ts: int) -> L1Update:
         frame = self._l1.decode(raw)

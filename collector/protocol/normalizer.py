@@ -45,7 +45,7 @@ from collector.protocol.commands import (
     Pong,
     Resubscribe,
 )
-from collector.protocol.decode import Decoder, RegistryLike
+from collector.protocol.decode import _BOOK_PREFIX, Decoder, RegistryLike
 from collector.protocol.records import (
     Ack,
     BookUpdate,
@@ -177,8 +177,7 @@ class Normalizer:
         self.buffers = TableBuffers()
         self.books: dict[BookKey, OrderBook] = {}
         self.stats = NormalizerStats()
-        self._decoders: dict[str, Decoder] = {}
-        self._book_conn: dict[BookKey, str] = {}
+        self._servers: dict[str, tuple[Decoder, dict[str, tuple[str, OrderBook]]]] = {}
         self._trades: dict[tuple[str, str], TradeMemory] = {}
         self._otc: dict[str, list[_OtcRequest]] = {}
 
@@ -190,9 +189,54 @@ class Normalizer:
         """Process one received frame; returns the commands for the feed (usually none)."""
         self.stats.frames += 1
         try:
-            decoder = self._decoders[server_name]
+            decoder, topic_books = self._servers[server_name]
         except KeyError:
-            decoder = self._decoder(server_name)
+            decoder, topic_books = self._server(server_name)
+        raw = data.encode() if isinstance(data, str) else data
+        if raw.startswith(_BOOK_PREFIX):  # the hot path: no record object per delta
+            frame = decoder.book_frame(raw, local_ts)
+            if frame is not None:
+                if decoder.drifts:
+                    self._drifts(decoder, conn_id)
+                d = frame.data
+                cached = topic_books.get(frame.topic)
+                if cached is not None and cached[0] == d.symbol and d.type == "delta":
+                    book = cached[1]
+                    book.conn_id = conn_id
+                    ts = d.timestamp * 1000
+                    seq = d.seqNum
+                    outcome = book.apply_delta(d.bids, d.asks, seq, d.prevSeqNum, ts)
+                    if outcome <= APPLIED_TOP:
+                        self.buffers.add_levels(
+                            book.key, ts, local_ts, False, seq, d.prevSeqNum, d.bids, d.asks
+                        )
+                        if outcome == APPLIED_TOP:
+                            bid, bid_amount, ask, ask_amount = book.top
+                            self.buffers.add_quote(
+                                book.product,
+                                book.symbol,
+                                ts,
+                                local_ts,
+                                ask_amount,
+                                ask,
+                                bid,
+                                bid_amount,
+                                "book",
+                                book.grouping,
+                                seq,
+                            )
+                        if local_ts >= book.next_snapshot_us:
+                            self._book_snapshot(book, local_ts)
+                        return []
+                    rec = decoder.book_record(frame, local_ts)
+                    return self._book_problem(conn_id, book, rec, outcome)
+                rec = decoder.book_record(frame, local_ts)
+                commands = self._book(conn_id, rec)
+                topic_books[frame.topic] = (
+                    d.symbol,
+                    self.books[(rec.product, rec.symbol, rec.grouping)],
+                )
+                return commands
         record = decoder.decode(data, local_ts)
         if decoder.drifts:
             self._drifts(decoder, conn_id)
@@ -205,7 +249,7 @@ class Normalizer:
         book = self.books.get(key)
         if book is None:
             book = self.books[key] = OrderBook(rec.product, rec.symbol, rec.grouping, rec.topic)
-        self._book_conn[key] = conn_id
+        book.conn_id = conn_id
         if rec.is_snapshot:
             if self._snapshot(conn_id, book, rec) == CROSSED:  # BTSE's rule: resubscribe
                 return self._book_problem(conn_id, book, rec, CROSSED)
@@ -406,10 +450,14 @@ class Normalizer:
         conn_id: str,
         topics: tuple[str, ...],
         server_name: str | None,
-        kind: str,
-        local_ts: int,
+        *,
+        whole_connection: bool,
     ) -> None:
-        keys: set[BookKey] = {k for k, c in self._book_conn.items() if c == conn_id}
+        """Books back to SYNCING: those of ``topics`` and, with ``whole_connection``, every
+        book the connection was feeding."""
+        keys: set[BookKey] = set()
+        if whole_connection:
+            keys.update(k for k, b in self.books.items() if b.conn_id == conn_id)
         product = self._product_of(conn_id, server_name)
         if product is not None:
             for topic in topics:
@@ -421,7 +469,7 @@ class Normalizer:
             if book is None:
                 book = self.books[key] = OrderBook(*key)
             book.reset()
-            self._book_conn[key] = conn_id
+            book.conn_id = conn_id
 
     def on_disconnect(
         self,
@@ -434,7 +482,7 @@ class Normalizer:
     ) -> None:
         """The connection dropped: its books go back to SYNCING; an event records it."""
         topics = tuple(topics)
-        self._reset_books(conn_id, topics, server_name, "disconnected", local_ts)
+        self._reset_books(conn_id, topics, server_name, whole_connection=True)
         self._otc.pop(conn_id, None)
         self.buffers.add_event(
             "disconnected",
@@ -453,9 +501,10 @@ class Normalizer:
         *,
         server_name: str | None = None,
     ) -> None:
-        """A subscribe for ``topics`` went out: their books wait for a fresh snapshot."""
+        """A subscribe for ``topics`` went out: the books of these topics (and only these:
+        the other books of the connection keep flowing) wait for a fresh snapshot."""
         topics = tuple(topics)
-        self._reset_books(conn_id, topics, server_name, "subscribe_sent", local_ts)
+        self._reset_books(conn_id, topics, server_name, whole_connection=False)
         product = self._product_of(conn_id, server_name)
         for topic in topics:
             self.buffers.add_event(
@@ -694,8 +743,10 @@ class Normalizer:
                 detail=f"{d.kind} frame drifts from the spec at {d.path or '$'}: {d.message}; frame: {d.raw[:DETAIL_LIMIT]}",
             )
 
-    def _decoder(self, server_name: str) -> Decoder:
+    def _server(self, server_name: str) -> tuple[Decoder, dict[str, tuple[str, OrderBook]]]:
+        """The decoder of a server and its cache topic -> (wire symbol, book) (hot path)."""
         product = self.registry.server(server_name).product
         decoder = Decoder(self.registry, product, validate_every=self.validate_every)
-        self._decoders[server_name] = decoder
-        return decoder
+        entry: tuple[Decoder, dict[str, tuple[str, OrderBook]]] = (decoder, {})
+        self._servers[server_name] = entry
+        return entry

@@ -17,8 +17,8 @@ No dict (and no object) is built per row on the hot path:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import chain, repeat
-from operator import itemgetter
+from itertools import accumulate, compress
+from operator import add, sub
 from typing import Any
 
 EXCHANGE = "btse"
@@ -129,10 +129,6 @@ _NONE_LEVEL = (None, None)
 Levels = Sequence[tuple[float, float]]
 
 
-def _expand(values: Sequence[Any], counts: Sequence[int]) -> list[Any]:
-    return list(chain.from_iterable(map(repeat, values, counts)))
-
-
 def raw_columns(
     local_ts: Sequence[int], server: Sequence[str], connection: Sequence[str], frames: Sequence[str]
 ) -> dict[str, list[Any]]:
@@ -154,7 +150,7 @@ class TableBuffers:
 
     def __init__(self) -> None:
         self._bc_frames: list[tuple[Any, ...]] = []
-        self._bc_levels: list[Levels] = []
+        self._bc_levels: list[tuple[float, float]] = []  # every level of every frame, in order
         self._bc_rows = 0
         self._rows: dict[str, list[tuple[Any, ...]]] = {t: [] for t in _TUPLE_TABLES}
 
@@ -174,13 +170,29 @@ class TableBuffers:
         asks: Levels,
     ) -> None:
         """``book_changes`` rows for one frame: every bid level, then every ask level."""
+        self.add_levels(
+            (product, symbol, grouping), timestamp, local_ts, is_snapshot, seq, prev_seq, bids, asks
+        )
+
+    def add_levels(
+        self,
+        key: tuple[str, str, int],
+        timestamp: int | None,
+        local_ts: int,
+        is_snapshot: bool,
+        seq: int,
+        prev_seq: int,
+        bids: Levels,
+        asks: Levels,
+    ) -> None:
+        """:meth:`add_book_levels` for the book ``key`` (product, symbol, grouping), the hot
+        path: one tuple per frame; the level tuples are kept as the decoder made them."""
         nb = len(bids)
         na = len(asks)
-        self._bc_frames.append(
-            (product, symbol, grouping, timestamp, local_ts, is_snapshot, seq, prev_seq, nb, na)
-        )
-        self._bc_levels.append(bids)
-        self._bc_levels.append(asks)
+        self._bc_frames.append((key, timestamp, local_ts, is_snapshot, seq, prev_seq, nb, na))
+        levels = self._bc_levels
+        levels += bids
+        levels += asks
         self._bc_rows += nb + na
 
     def add_quote(
@@ -323,40 +335,122 @@ class TableBuffers:
         """Every table with buffered rows, as column batches; resets them."""
         return {t: self.take(t) for t in TABLES if t != "raw" and self.pending(t)}
 
-    def _take_book_changes(self) -> dict[str, list[Any]]:
+    def _take_book_changes(self) -> dict[str, Any]:
         frames = self._bc_frames
         levels = self._bc_levels
         total = self._bc_rows
         self._bc_frames = []
         self._bc_levels = []
         self._bc_rows = 0
+        pa = _arrow()
+        types = _book_changes_types()
         if not frames:
-            return {name: [] for name in BOOK_CHANGES_COLUMNS}
-        columns = list(zip(*frames, strict=True))
-        nb, na = columns[8], columns[9]
-        counts = [b + a for b, a in zip(nb, na, strict=True)]
-        # row -> frame index, then every per-frame column is one C-level itemgetter call
-        index = list(chain.from_iterable(map(repeat, range(len(frames)), counts)))
-        rows_of = itemgetter(*index) if total > 1 else None
-
-        def per_row(values: tuple[Any, ...]) -> list[Any]:
-            if rows_of is None:
-                return [values[index[0]]] if total else []
-            return list(rows_of(values))
-
-        side_counts = list(chain.from_iterable(zip(nb, na, strict=True)))
-        flat = list(chain.from_iterable(chain.from_iterable(levels)))  # p0, a0, p1, a1, ...
+            return {name: pa.array([], types[name]) for name in BOOK_CHANGES_COLUMNS}
+        pc = _compute()
+        int32 = pa.int32()
+        keys, stamps, local, snap, seq, prev, nb, na = zip(*frames, strict=True)
+        # row -> frame index: a run-end-encoded array decoded in C (no Python object per row)
+        counts = list(map(add, nb, na))
+        ends = list(accumulate(counts))
+        if 0 in counts:  # runs must not be empty
+            index = _decode_runs(
+                pa, list(compress(ends, counts)), list(compress(range(len(frames)), counts))
+            )
+        else:
+            index = _decode_runs(pa, ends, list(range(len(frames))))
+        # a frame's rows are its bids then its asks: row r is a bid iff r < end - na
+        row_number = pc.cumulative_sum(pa.repeat(pa.scalar(1, int32), total))  # r + 1
+        bids_end = pa.array(list(map(sub, ends, na)), int32).take(index)
+        side = pc.if_else(pc.less_equal(row_number, bids_end), *_side_scalars(pa))
+        book_of = dict.fromkeys(keys)
+        for i, key in enumerate(book_of):
+            book_of[key] = i
+        book_index = pa.array(list(map(book_of.__getitem__, keys)), int32).take(index)
+        books = list(book_of)
+        prices, amounts = zip(*levels, strict=True)  # (p0, p1, ...), (a0, a1, ...) in C
         return {
-            "exchange": [EXCHANGE] * total,
-            "product": per_row(columns[0]),
-            "symbol": per_row(columns[1]),
-            "grouping": per_row(columns[2]),
-            "timestamp": per_row(columns[3]),
-            "local_timestamp": per_row(columns[4]),
-            "is_snapshot": per_row(columns[5]),
-            "side": _expand(("bid", "ask") * len(frames), side_counts),
-            "price": flat[0::2],
-            "amount": flat[1::2],
-            "seq": per_row(columns[6]),
-            "prev_seq": per_row(columns[7]),
+            "exchange": pa.repeat(pa.scalar(EXCHANGE, pa.string()), total),
+            "product": pa.array([b[0] for b in books], pa.string()).take(book_index),
+            "symbol": pa.array([b[1] for b in books], pa.string()).take(book_index),
+            "grouping": pa.array([b[2] for b in books], pa.int16()).take(book_index),
+            "timestamp": pa.array(stamps, types["timestamp"]).take(index),
+            "local_timestamp": pa.array(local, types["local_timestamp"]).take(index),
+            "is_snapshot": pa.array(snap, pa.bool_()).take(index),
+            "side": side,
+            "price": pa.array(prices, pa.float64()),
+            "amount": pa.array(amounts, pa.float64()),
+            "seq": pa.array(seq, pa.int64()).take(index),
+            "prev_seq": pa.array(prev, pa.int64()).take(index),
         }
+
+
+_ARROW: list[Any] = []  # pyarrow, pyarrow.compute once imported
+_SIDES: list[Any] = []
+
+
+def _side_scalars(pa: Any) -> list[Any]:
+    """Arrow scalars 'bid', 'ask' (a Python str argument costs a failing pandas import)."""
+    if not _SIDES:
+        _SIDES.extend((pa.scalar("bid", pa.string()), pa.scalar("ask", pa.string())))
+    return _SIDES
+
+
+def _arrow() -> Any:
+    """pyarrow, imported on the first hand-over (importing the core stays light)."""
+    if not _ARROW:
+        import pyarrow
+
+        _ARROW.append(pyarrow)
+    return _ARROW[0]
+
+
+_BC_TYPES: dict[str, Any] = {}
+
+
+def _book_changes_types() -> dict[str, Any]:
+    """Arrow types of ``book_changes`` (as schemas/book_changes.yaml; a test compares)."""
+    if not _BC_TYPES:
+        pa = _arrow()
+        ts = pa.int64()  # int µs since the epoch, as every column batch (Store casts)
+        _BC_TYPES.update(
+            exchange=pa.string(),
+            product=pa.string(),
+            symbol=pa.string(),
+            grouping=pa.int16(),
+            timestamp=ts,
+            local_timestamp=ts,
+            is_snapshot=pa.bool_(),
+            side=pa.string(),
+            price=pa.float64(),
+            amount=pa.float64(),
+            seq=pa.int64(),
+            prev_seq=pa.int64(),
+        )
+    return _BC_TYPES
+
+
+def _compute() -> Any:
+    if len(_ARROW) < 2:
+        import pyarrow.compute
+
+        _ARROW.append(pyarrow.compute)
+    return _ARROW[1]
+
+
+def _decode_runs(pa: Any, ends: list[int], values: list[int]) -> Any:
+    """int32 ``values[i]`` repeated up to row ``ends[i]`` (exclusive), decoded in C."""
+    int32 = pa.int32()
+    # from_buffers: RunEndEncodedArray.from_arrays looks for pandas/dateutil (a failing
+    # import, i.e. a file-system search) on every call
+    runs = pa.Array.from_buffers(
+        pa.run_end_encoded(int32, int32),
+        ends[-1],
+        [None],
+        children=[pa.array(ends, int32), pa.array(values, int32)],
+    )
+    return _compute().run_end_decode(runs)
+
+
+def as_lists(columns: dict[str, Any]) -> dict[str, list[Any]]:
+    """A column batch with every column as a Python list (Arrow columns converted)."""
+    return {k: v if isinstance(v, list) else v.to_pylist() for k, v in columns.items()}

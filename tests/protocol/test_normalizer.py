@@ -22,7 +22,7 @@ from collector.protocol import (
     Resubscribe,
 )
 from collector.protocol.book import LIVE, RESYNCING, SYNCING
-from collector.protocol.rows import COLUMNS, TableBuffers
+from collector.protocol.rows import COLUMNS, TableBuffers, as_lists
 
 REPO = Path(__file__).resolve().parents[2]
 S = 1_000_000  # one second in µs
@@ -61,7 +61,7 @@ def test_snapshot_then_deltas_rows(norm: Normalizer) -> None:
     assert norm.feed("futures_oss#0", "futures_oss", SNAP, T0) == []
     assert norm.feed("futures_oss#0", "futures_oss", book_frame(101, [["100.0", "6"]], [["102.0", "4"]]), T0 + 1) == []
     assert norm.feed("futures_oss#0", "futures_oss", book_frame(102, [["98.0", "1"]], []), T0 + 2) == []
-    bc = norm.buffers.take("book_changes")
+    bc = as_lists(norm.buffers.take("book_changes"))
     assert bc["is_snapshot"] == [True] * 4 + [False] * 3
     assert bc["side"] == ["bid", "bid", "ask", "ask", "bid", "ask", "bid"]
     assert bc["price"] == [100.0, 99.5, 101.0, 101.5, 100.0, 102.0, 98.0]
@@ -71,7 +71,7 @@ def test_snapshot_then_deltas_rows(norm: Normalizer) -> None:
     assert bc["timestamp"] == [1790134937297000] * 7
     assert bc["local_timestamp"] == [T0] * 4 + [T0 + 1] * 2 + [T0 + 2]
     assert set(bc["exchange"]) == {"btse"} and set(bc["symbol"]) == {"BTC-PERP"} and set(bc["grouping"]) == {0}
-    assert norm.buffers.take("book_changes")["price"] == []  # handed over and reset
+    assert as_lists(norm.buffers.take("book_changes"))["price"] == []  # handed over and reset
     q = norm.buffers.take("quotes")
     # after sync, then the delta changed the best bid amount; the deep bid did not touch the top
     assert q["bid_amount"] == [5.0, 6.0] and q["ask_price"] == [101.0, 101.0] and q["source"] == ["book", "book"]
@@ -97,7 +97,7 @@ def test_gap_resubscribes_and_writes_nothing_until_next_snapshot(norm: Normalize
     assert evs[0]["connection"] == c and evs[0]["topic"] == "update:BTC-PERP_0"
     norm.feed(c, "futures_oss", book_frame(200, [["100.0", "7"]], [["101.0", "1"]], "snapshot"), T0 + 3)
     assert book.state is LIVE
-    bc = norm.buffers.take("book_changes")
+    bc = as_lists(norm.buffers.take("book_changes"))
     assert bc["is_snapshot"] == [True, True] and bc["seq"] == [200, 200]
     (synced,) = events(norm)
     assert synced["kind"] == "synced" and synced["count"] == 1  # the delta skipped while resyncing
@@ -145,7 +145,7 @@ def test_folded_spelling_routes_to_one_book_and_resubscribes_the_subscribed_topi
     norm.feed("c", "futures_oss", book_frame(100, [["100.0", "5"]], [["101.0", "1"]], "snapshot", symbol="BTC-PERP-USDT"), T0)
     norm.feed("c", "futures_oss", book_frame(101, [["100.0", "6"]], []), T0 + 1)
     assert list(norm.books) == [("futures", "BTC-PERP", 0)]
-    assert set(norm.buffers.take("book_changes")["symbol"]) == {"BTC-PERP"}
+    assert set(as_lists(norm.buffers.take("book_changes"))["symbol"]) == {"BTC-PERP"}
     cmds = norm.feed("c", "futures_oss", book_frame(105, [], []), T0 + 2)
     assert cmds == [Resubscribe("c", "update:BTC-PERP-USDT_0", "gap")]
 
@@ -173,6 +173,29 @@ def test_disconnect_and_subscribe_hooks_reset_books(norm: Normalizer) -> None:
     norm.on_subscribe_sent("futures_oss#0", ["update:ETH-PERP_0"], T0 + 7)
     assert norm.books[("futures", "ETH-PERP", 0)].state is SYNCING
     assert [e["kind"] for e in events(norm)] == ["subscribe_sent"]
+
+
+def test_subscribe_sent_resets_only_the_books_of_its_topics(norm: Normalizer) -> None:
+    conn = "futures_oss#0"
+    eth_snap = book_frame(500, [["10.0", "1"]], [["11.0", "1"]], "snapshot", symbol="ETH-PERP")
+    norm.feed(conn, "futures_oss", SNAP, T0)
+    norm.feed(conn, "futures_oss", eth_snap, T0)
+    norm.buffers.take_all()
+    # a per-topic resync of BTC-PERP: ETH-PERP on the same socket keeps its book and keeps flowing
+    norm.on_subscribe_sent(conn, ["update:BTC-PERP_0"], T0 + 1, server_name="futures_oss")
+    btc = norm.books[("futures", "BTC-PERP", 0)]
+    eth = norm.books[("futures", "ETH-PERP", 0)]
+    assert btc.state is SYNCING and len(btc) == 0
+    assert eth.state is LIVE and eth.top == (10.0, 1.0, 11.0, 1.0)
+    eth_delta = json.loads(book_frame(501, [["10.5", "2"]], [], symbol="ETH-PERP"))
+    norm.feed(conn, "futures_oss", json.dumps(eth_delta), T0 + 2)
+    assert eth.top == (10.5, 2.0, 11.0, 1.0)
+    bc = as_lists(norm.buffers.take("book_changes"))
+    assert (bc["symbol"], bc["price"], bc["seq"]) == (["ETH-PERP"], [10.5], [501])
+    assert [(e["kind"], e["topic"]) for e in events(norm)] == [("subscribe_sent", "update:BTC-PERP_0")]
+    # a disconnect still resets every book the connection was feeding
+    norm.on_disconnect(conn, [], T0 + 3, server_name="futures_oss")
+    assert eth.state is SYNCING and len(eth) == 0
 
 
 def test_trades_deduplicated_with_bounded_memory_and_seeding(make_registry) -> None:  # type: ignore[no-untyped-def]
@@ -290,7 +313,7 @@ def test_no_book_rows_while_not_live(registry, steps, rnd) -> None:  # type: ign
         if op == "delta":
             assert not wrote or (before is LIVE and norm.books[key].state is LIVE)
         if wrote and op == "delta":
-            bc = norm.buffers.take("book_changes")
+            bc = as_lists(norm.buffers.take("book_changes"))
             assert bc["is_snapshot"][-1] is False
 
 
@@ -310,3 +333,39 @@ def test_protocol_core_imports_no_network_code() -> None:
 def test_table_buffers_unknown_table_is_named() -> None:
     with pytest.raises(KeyError, match="unknown table 'nope'"):
         TableBuffers().take("nope")
+
+
+def test_book_changes_hand_over_is_arrow_the_store_accepts(norm: Normalizer) -> None:
+    from collector.storage.schemas import load_schemas
+    from collector.storage.writer import to_arrow
+
+    norm.feed("c", "futures_oss", SNAP, T0)
+    norm.feed("c", "futures_oss", book_frame(101, [], [["101.0", "0"]]), T0 + 1)  # no bids
+    norm.feed("c", "futures_oss", book_frame(102, [], []), T0 + 2)  # no level at all
+    norm.feed("c", "futures_oss", book_frame(103, [["99.0", "1"]], []), T0 + 3)  # no asks
+    batch = norm.buffers.take_all()["book_changes"]
+    table = to_arrow(load_schemas()["book_changes"], batch)
+    assert table.num_rows == 6
+    rows = table.to_pylist()
+    assert [(r["side"], r["price"], r["amount"], r["seq"]) for r in rows] == [
+        ("bid", 100.0, 5.0, 100),
+        ("bid", 99.5, 3.0, 100),
+        ("ask", 101.0, 1.0, 100),
+        ("ask", 101.5, 2.0, 100),
+        ("ask", 101.0, 0.0, 101),
+        ("bid", 99.0, 1.0, 103),
+    ]
+    assert [r["is_snapshot"] for r in rows] == [True] * 4 + [False] * 2
+    assert [r["prev_seq"] for r in rows] == [99] * 4 + [100, 102]
+    assert rows[-1]["local_timestamp"].timestamp() * S == T0 + 3
+    assert {(r["exchange"], r["product"], r["symbol"], r["grouping"]) for r in rows} == {
+        ("btse", "futures", "BTC-PERP", 0)
+    }
+    # every column has the type of schemas/book_changes.yaml (timestamps: int64 µs, as in every
+    # column batch; the Store casts them)
+    import pyarrow as pa
+
+    schema = load_schemas()["book_changes"]
+    for name, column in batch.items():
+        expected = schema.column(name).arrow_type
+        assert column.type == (pa.int64() if pa.types.is_timestamp(expected) else expected), name
