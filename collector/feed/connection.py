@@ -55,6 +55,9 @@ class ConnectionSettings:
     backoff_cap: float = 30.0
     backoff_jitter: float = 0.5
     watchdog_tick: float = 1.0
+    resync_window: float = 60.0  # a topic resynced again within this long waits first:
+    resync_initial: float = 0.5  # this long, doubling on every further repeat,
+    resync_cap: float = 30.0  # up to this long
 
     def tick(self) -> float:
         return min(self.watchdog_tick, self.ping_interval, self.pong_timeout, self.stale_after) / 2
@@ -166,6 +169,8 @@ class Connection:
         self._rng = rng
         self._on_fatal = on_fatal
         self._outbox: asyncio.Queue[str] | None = None
+        self._resync_last: dict[str, tuple[float, float]] = {}  # topic -> (sent at, its delay)
+        self._resync_later: dict[str, asyncio.TimerHandle] = {}
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._stopping = False
         self._session_up = False
@@ -178,17 +183,43 @@ class Connection:
     def resync(self, topic: str) -> bool:
         """Unsubscribe and subscribe ``topic`` only; other topics keep flowing.
 
+        A topic resynced again within ``resync_window`` of its last resync waits first
+        (``resync_initial`` doubling up to ``resync_cap``): a server that keeps answering with
+        a crossed snapshot (BTSE's own doc examples are crossed) must not drive a
+        resubscribe hot loop. A resync already waiting absorbs further requests.
+
         Returns False when not connected (the next session subscribes everything anyway).
         """
         if topic not in self.topics or self._outbox is None:
             return False
+        if topic in self._resync_later:
+            return True
+        s = self.settings
+        now = self._clock()
+        last, delay = self._resync_last.get(topic, (None, 0.0))
+        if last is None or now - last > s.resync_window:
+            delay = 0.0
+        else:
+            delay = min(s.resync_cap, max(s.resync_initial, delay * 2))
+        self._resync_last[topic] = (now + delay, delay)
+        if delay <= 0:
+            self._resync_now(topic)
+        else:
+            self._resync_later[topic] = asyncio.get_running_loop().call_later(
+                delay, self._resync_now, topic
+            )
+        return True
+
+    def _resync_now(self, topic: str) -> None:
+        self._resync_later.pop(topic, None)
+        if topic not in self.topics or self._outbox is None:
+            return  # disconnected meanwhile: the next session subscribes everything
         for frame in self._frames.unsubscribe([topic]):
             self._outbox.put_nowait(frame)
         for frame in self._frames.subscribe([topic]):
             self._outbox.put_nowait(frame)
         self._event("unsubscribe_sent", (topic,), "resync")
         self._event("subscribe_sent", (topic,), "resync")
-        return True
 
     def set_topics(self, topics: Sequence[str]) -> None:
         """Change the topic set (after a split); unsubscribes removed, subscribes added."""
@@ -337,6 +368,9 @@ class Connection:
                     raise exc
         finally:
             self._outbox = None
+            for handle in self._resync_later.values():
+                handle.cancel()
+            self._resync_later.clear()
             self.connected.clear()
             self._ws = None
             if not ws.closed:
@@ -383,7 +417,7 @@ class Connection:
             kind = msg.type
             if kind is text or kind is binary:
                 data = msg.data
-                if data == PING_REPLY:
+                if len(data) < 8 and data.strip() in PONGS:  # the bare text "pong"
                     stats.pongs += 1
                     continue
                 put(conn_id, server, data, time_ns() // 1000)
@@ -426,3 +460,5 @@ class Connection:
 
 
 PING_REPLY = "pong"
+# BTSE answers with the bare text "pong"; a binary frame or stray whitespace is a pong too
+PONGS = frozenset({PING_REPLY, PING_REPLY.encode()})

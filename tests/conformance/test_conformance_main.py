@@ -80,8 +80,9 @@ async def test_trades_acks_and_connection_behaviour(tmp_path: Path) -> None:
     async with fake.running():
         config = write_config(tmp_path, fake, MARKETS, ping=1)
         async with collector(config) as daemon:
-            sup, norm = daemon.supervisor, daemon.normalizer
-            assert sup is not None and norm is not None
+            sup, norm, proc = daemon.supervisor, daemon.normalizer, daemon.processor
+            assert sup is not None and norm is not None and proc is not None
+            proc.ack_tracker.grace = 0.1  # (default 2 s) how long a split ack may take
             conn = sup.connections["futures#0"]
             await until(
                 lambda: (
