@@ -45,21 +45,21 @@ async def always_crossed(session: Session, msg: dict[str, Any]) -> None:
 async def test_a_book_that_stays_crossed_is_not_resubscribed_in_a_hot_loop(tmp_path: Path) -> None:
     fake = FakeBtse()
     fake.scripts["/ws/oss/futures"] = always_crossed
-    async with fake.running():
-        async with collector(write_config(tmp_path, fake, MARKETS, ping=1)) as daemon:
-            norm = daemon.normalizer
-            assert norm is not None
-            await until(
-                lambda: norm.stats.crossed >= 2, "crossed detected again after a resubscribe"
-            )
-            session = fake.by_path("/ws/oss/futures")[0]
-            # three heartbeats (1 s apart) later the topic was resubscribed only a few times
-            await until(lambda: sum(t == "ping" for t in session.received) >= 3, "3 pings")
-            resubscribes = session.ops("subscribe")[1:]
-            assert all(args == ["update:BTC-PERP_0"] for args in resubscribes)
-            assert 2 <= len(resubscribes) <= 6, len(resubscribes)
-            assert len(fake.by_path("/ws/oss/futures")) == 1
-            assert norm.books[("futures", "SNDK-PERP", 0)].state.value == "live"
+    async with (
+        fake.running(),
+        collector(write_config(tmp_path, fake, MARKETS, ping=1)) as daemon,
+    ):
+        norm = daemon.normalizer
+        assert norm is not None
+        await until(lambda: norm.stats.crossed >= 2, "crossed detected again after a resubscribe")
+        session = fake.by_path("/ws/oss/futures")[0]
+        # three heartbeats (1 s apart) later the topic was resubscribed only a few times
+        await until(lambda: sum(t == "ping" for t in session.received) >= 3, "3 pings")
+        resubscribes = session.ops("subscribe")[1:]
+        assert all(args == ["update:BTC-PERP_0"] for args in resubscribes)
+        assert 2 <= len(resubscribes) <= 6, len(resubscribes)
+        assert len(fake.by_path("/ws/oss/futures")) == 1
+        assert norm.books[("futures", "SNDK-PERP", 0)].state.value == "live"
 
     con = store(tmp_path / "data")
     crossed = events(con, "crossed")
