@@ -347,6 +347,7 @@ async def test_books_and_l1_as_btse_sends_them(tmp_path: Path) -> None:
     assert synced == {"BTC-PERP": 1, "SNDK-PERP": 2, "ETH-PERP": 2}
     assert events(con, "decode_error") == []
     assert events(con, "spec_drift") == []  # the specs accept the real frames
+    assert events(con, "subscribe_refused") == []  # every ack (also of resyncs) was understood
     # L1 rows keep their own timestamps (a 14 s old one is not replaced by arrival time)
     l1 = con.execute(
         "SELECT symbol, epoch_ms(timestamp), bid_price, ask_price FROM quotes "
