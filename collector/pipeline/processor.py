@@ -23,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, Protocol
 
+import pyarrow as pa
 import structlog
 
 from collector.feed.acks import AckTracker
@@ -71,6 +73,35 @@ class FeedControl(Protocol):
     def resubscribe_all(self, conn_id: str) -> int: ...
 
     def split(self, conn_id: str) -> str | None: ...
+
+
+def raw_batch(frames: list[tuple[str, str, str | bytes, int]]) -> dict[str, Any]:
+    """The ``raw`` column batch of queued frames ``(conn_id, server, data, local_ts_us)``.
+
+    One C-level pass per column (``map(itemgetter)``, ~3x cheaper than ``zip(*frames)``);
+    the frame texts become an Arrow string array here, which also checks them: a binary
+    frame that is not UTF-8 is stored decoded with U+FFFD replacements.
+    """
+    n = len(frames)
+    conns = list(map(itemgetter(0), frames))
+    if conns.count(conns[0]) == n:  # one connection: its server too
+        servers: list[str] = [frames[0][1]] * n
+    else:
+        servers = list(map(itemgetter(1), frames))
+    datas = list(map(itemgetter(2), frames))
+    try:
+        text = pa.array(datas, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        text = pa.array(
+            [d if isinstance(d, str) else bytes(d).decode("utf-8", "replace") for d in datas],
+            pa.string(),
+        )
+    return {
+        "local_timestamp": list(map(itemgetter(3), frames)),
+        "server": servers,
+        "connection": conns,
+        "frame": text,
+    }
 
 
 class Processor:
@@ -295,19 +326,11 @@ class Processor:
         n: int = b.pending("book_changes") + b.pending("trades") + b.pending("events")
         return n + len(self._raw)
 
-    def take_batch(self) -> dict[str, dict[str, list[Any]]]:
-        batch: dict[str, dict[str, list[Any]]] = self.buffers.take_all()
+    def take_batch(self) -> dict[str, dict[str, Any]]:
+        batch: dict[str, dict[str, Any]] = self.buffers.take_all()
         if self._raw:
-            conns, servers, datas, stamps = zip(*self._raw, strict=True)
-            self._raw = []
-            batch["raw"] = {
-                "local_timestamp": list(stamps),
-                "server": list(servers),
-                "connection": list(conns),
-                "frame": [d if isinstance(d, str) else d.decode("utf-8", "replace") for d in datas]
-                if any(not isinstance(d, str) for d in datas)
-                else list(datas),
-            }
+            raw, self._raw = self._raw, []
+            batch["raw"] = raw_batch(raw)
         return batch
 
     async def handoff(self) -> None:

@@ -2,6 +2,8 @@ import asyncio
 import threading
 from typing import Any
 
+import pyarrow as pa
+
 from collector.feed.connection import ConnEvent
 from collector.pipeline.processor import Processor
 from collector.pipeline.queue import FrameQueue
@@ -65,7 +67,8 @@ class ListStore:
         self.appended = threading.Event()
 
     def append(self, table: str, columns: Any) -> None:
-        self.batches.append((table, {k: list(v) for k, v in columns.items()}))
+        self.batches.append((table, {k: v.to_pylist() if isinstance(v, pa.Array) else list(v)
+                                     for k, v in columns.items()}))
         self.appended.set()
 
     def flush(self) -> None:
@@ -195,3 +198,22 @@ async def test_a_failing_frame_is_recorded_and_processing_goes_on() -> None:
     assert events["kind"] == ["error"] and "KeyError" in events["detail"][0]
     assert events["local_timestamp"] == [11] and events["connection"] == ["spot#0"]
     assert proc.failures == 1 and proc.frames == 3
+
+
+def test_raw_batch_columns_from_frames_of_several_connections_and_binary() -> None:
+    from collector.pipeline.processor import raw_batch
+
+    frames: list[tuple[str, str, str | bytes, int]] = [
+        ("spot_oss#0", "spot_oss", '{"a":1}', 10),
+        ("spot_oss#0", "spot_oss", b'{"b":"\xc3\xa9"}', 11),  # binary, valid UTF-8
+        ("futures_oss#1", "futures_oss", '{"c":3}', 12),
+    ]
+    batch = raw_batch(frames)
+    assert batch["local_timestamp"] == [10, 11, 12]
+    assert batch["server"] == ["spot_oss", "spot_oss", "futures_oss"]
+    assert batch["connection"] == ["spot_oss#0", "spot_oss#0", "futures_oss#1"]
+    assert batch["frame"].type == pa.string()
+    assert batch["frame"].to_pylist() == ['{"a":1}', '{"b":"é"}', '{"c":3}']
+    one = raw_batch([("otc#0", "otc", b"\xff\xfebad", 5), ("otc#0", "otc", "ok", 6)])
+    assert one["server"] == ["otc", "otc"]
+    assert one["frame"].to_pylist() == ["\ufffd\ufffdbad", "ok"]  # not UTF-8: replaced, kept
