@@ -171,6 +171,70 @@ class OrderBook:
         timestamp_us: int | None = None,
     ) -> int:
         """Apply one delta (absolute amounts, 0 deletes); returns an outcome constant."""
+        last = self.last_seq
+        if self.state is not LIVE or seq <= last or prev_seq != last:
+            return self._not_applied(seq, prev_seq)
+        touched = False  # did a level at or better than the best price change?
+        if bids:
+            book = self.bids
+            prices = self._bid_prices
+            best = prices[-1] if prices else _NEG_INF
+            for price, amount in bids:
+                if amount:
+                    if price in book:
+                        book[price] = amount
+                    else:
+                        book[price] = amount
+                        insort(prices, price)
+                elif price in book:
+                    del book[price]
+                    del prices[bisect_left(prices, price)]
+                else:
+                    continue  # deleting a level the book does not have changes nothing
+                if price >= best:
+                    touched = True
+        if asks:
+            book = self.asks
+            prices = self._ask_prices
+            best = prices[0] if prices else _POS_INF
+            for price, amount in asks:
+                if amount:
+                    if price in book:
+                        book[price] = amount
+                    else:
+                        book[price] = amount
+                        insort(prices, price)
+                elif price in book:
+                    del book[price]
+                    del prices[bisect_left(prices, price)]
+                else:
+                    continue
+                if price <= best:
+                    touched = True
+        self.last_seq = seq
+        self.timestamp_us = timestamp_us
+        if not touched:
+            return APPLIED
+        bp = self._bid_prices
+        ap = self._ask_prices
+        if bp and ap:
+            bb = bp[-1]
+            ba = ap[0]
+            if bb >= ba:
+                self.crossed_count += 1
+                self.expected_seq = None
+                self.received_seq = seq
+                self.state = RESYNCING
+                return CROSSED
+            top = (bb, self.bids[bb], ba, self.asks[ba])
+            if top != self._top:
+                self._top = top
+                return APPLIED_TOP
+            return APPLIED
+        return APPLIED_TOP if self.top_changed() else APPLIED
+
+    def _not_applied(self, seq: int, prev_seq: int) -> int:
+        """The outcome of a delta that is not applied: SKIPPED, DUPLICATE or GAP."""
         if self.state is not LIVE:
             self.skipped_count += 1
             self.skipped_since_sync += 1
@@ -181,54 +245,11 @@ class OrderBook:
             self.expected_seq = last
             self.received_seq = seq
             return DUPLICATE
-        if prev_seq != last:
-            self.gap_count += 1
-            self.expected_seq = last
-            self.received_seq = prev_seq
-            self.state = RESYNCING
-            return GAP
-        touched = False  # did a level at or better than the best price change?
-        if bids:
-            book = self.bids
-            prices = self._bid_prices
-            best = prices[-1] if prices else _NEG_INF
-            for price, amount in bids:
-                if price >= best:
-                    touched = True
-                if amount:
-                    if price not in book:
-                        insort(prices, price)
-                    book[price] = amount
-                elif price in book:
-                    del book[price]
-                    del prices[bisect_left(prices, price)]
-        if asks:
-            book = self.asks
-            prices = self._ask_prices
-            best = prices[0] if prices else _POS_INF
-            for price, amount in asks:
-                if price <= best:
-                    touched = True
-                if amount:
-                    if price not in book:
-                        insort(prices, price)
-                    book[price] = amount
-                elif price in book:
-                    del book[price]
-                    del prices[bisect_left(prices, price)]
-        self.last_seq = seq
-        self.timestamp_us = timestamp_us
-        if not touched:
-            return APPLIED
-        bp = self._bid_prices
-        ap = self._ask_prices
-        if bp and ap and bp[-1] >= ap[0]:
-            self.crossed_count += 1
-            self.expected_seq = None
-            self.received_seq = seq
-            self.state = RESYNCING
-            return CROSSED
-        return APPLIED_TOP if self.top_changed() else APPLIED
+        self.gap_count += 1
+        self.expected_seq = last
+        self.received_seq = prev_seq
+        self.state = RESYNCING
+        return GAP
 
     def top_changed(self) -> bool:
         """Recompute the cached top of book; True if it differs from the cached one."""

@@ -146,11 +146,11 @@ def raw_columns(
 class TableBuffers:
     """Column buffers of every normalized table (not ``raw``: the pipeline writes that)."""
 
-    __slots__ = ("_bc_frames", "_bc_levels", "_bc_rows", "_rows")
+    __slots__ = ("_bc_frames", "_bc_rows", "_bc_values", "_rows")
 
     def __init__(self) -> None:
         self._bc_frames: list[tuple[Any, ...]] = []
-        self._bc_levels: list[tuple[float, float]] = []  # every level of every frame, in order
+        self._bc_values: list[float] = []  # price, amount of every level of every frame
         self._bc_rows = 0
         self._rows: dict[str, list[tuple[Any, ...]]] = {t: [] for t in _TUPLE_TABLES}
 
@@ -190,9 +190,11 @@ class TableBuffers:
         nb = len(bids)
         na = len(asks)
         self._bc_frames.append((key, timestamp, local_ts, is_snapshot, seq, prev_seq, nb, na))
-        levels = self._bc_levels
-        levels += bids
-        levels += asks
+        extend = self._bc_values.extend  # p0, a0, p1, a1, ...: the level tuples are not kept
+        for level in bids:
+            extend(level)
+        for level in asks:
+            extend(level)
         self._bc_rows += nb + na
 
     def add_quote(
@@ -337,10 +339,10 @@ class TableBuffers:
 
     def _take_book_changes(self) -> dict[str, Any]:
         frames = self._bc_frames
-        levels = self._bc_levels
+        values = self._bc_values
         total = self._bc_rows
         self._bc_frames = []
-        self._bc_levels = []
+        self._bc_values = []
         self._bc_rows = 0
         pa = _arrow()
         types = _book_changes_types()
@@ -367,7 +369,6 @@ class TableBuffers:
             book_of[key] = i
         book_index = pa.array(list(map(book_of.__getitem__, keys)), int32).take(index)
         books = list(book_of)
-        prices, amounts = zip(*levels, strict=True)  # (p0, p1, ...), (a0, a1, ...) in C
         return {
             "exchange": pa.repeat(pa.scalar(EXCHANGE, pa.string()), total),
             "product": pa.array([b[0] for b in books], pa.string()).take(book_index),
@@ -377,8 +378,8 @@ class TableBuffers:
             "local_timestamp": pa.array(local, types["local_timestamp"]).take(index),
             "is_snapshot": pa.array(snap, pa.bool_()).take(index),
             "side": side,
-            "price": pa.array(prices, pa.float64()),
-            "amount": pa.array(amounts, pa.float64()),
+            "price": pa.array(values[0::2], pa.float64()),
+            "amount": pa.array(values[1::2], pa.float64()),
             "seq": pa.array(seq, pa.int64()).take(index),
             "prev_seq": pa.array(prev, pa.int64()).take(index),
         }
