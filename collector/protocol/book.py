@@ -1,9 +1,10 @@
 """The order-book engine: one :class:`OrderBook` per (product, symbol, grouping).
 
-Each side is a ``dict`` price -> amount (floats, exact: see :mod:`numbers`) plus a sorted
-list of its prices, maintained only when a price level appears or disappears (most deltas
-only change amounts). Best bid/ask are list ends, top-N a slice, so nothing is sorted per
-frame.
+Each side is a ``dict`` price -> amount (floats, exact: see :mod:`numbers`) plus its cached
+best price, updated as levels arrive (a better price, or the best one changing amount). Only
+when the best level itself is deleted is the side searched (``max``/``min``: BTSE keeps a
+topic's book at 50 levels per side, so that is bounded). Nothing is sorted per frame; top-N
+and full depth (snapshot rows, resyncs) sort the side when asked.
 
 State machine (BTSE's sequencing rules, reference §3.6)::
 
@@ -24,7 +25,6 @@ duplicate (expected and received sequence numbers) are attributes of the book.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
 from collections.abc import Iterable, Sequence
 from enum import Enum
 
@@ -59,8 +59,8 @@ class OrderBook:
     """One BTSE order book with its sequencing state. Not thread-safe; pure."""
 
     __slots__ = (
-        "_ask_prices",
-        "_bid_prices",
+        "_best_ask",
+        "_best_bid",
         "_top",
         "asks",
         "bids",
@@ -94,8 +94,8 @@ class OrderBook:
         self.state = SYNCING
         self.bids: dict[float, float] = {}
         self.asks: dict[float, float] = {}
-        self._bid_prices: list[float] = []  # ascending, best bid last
-        self._ask_prices: list[float] = []  # ascending, best ask first
+        self._best_bid = _NEG_INF  # cached best prices (-inf / +inf: that side is empty)
+        self._best_ask = _POS_INF
         self._top: tuple[float | None, float | None, float | None, float | None] = (
             None,
             None,
@@ -121,8 +121,8 @@ class OrderBook:
         self.state = SYNCING
         self.bids.clear()
         self.asks.clear()
-        self._bid_prices.clear()
-        self._ask_prices.clear()
+        self._best_bid = _NEG_INF
+        self._best_ask = _POS_INF
         self._top = (None, None, None, None)
         self.last_seq = -1
 
@@ -146,8 +146,8 @@ class OrderBook:
         """
         self.bids = {p: a for p, a in dict(bids).items() if a}
         self.asks = {p: a for p, a in dict(asks).items() if a}
-        self._bid_prices = sorted(self.bids)
-        self._ask_prices = sorted(self.asks)
+        self._best_bid = max(self.bids, default=_NEG_INF)
+        self._best_ask = min(self.asks, default=_POS_INF)
         self.last_seq = seq
         self.timestamp_us = timestamp_us
         self.state = LIVE
@@ -177,60 +177,52 @@ class OrderBook:
         touched = False  # did a level at or better than the best price change?
         if bids:
             book = self.bids
-            prices = self._bid_prices
-            best = prices[-1] if prices else _NEG_INF
+            best = self._best_bid
+            lost = False  # the best level was deleted: the next best is searched once
             for price, amount in bids:
                 if amount:
-                    if price in book:
-                        book[price] = amount
-                    else:
-                        book[price] = amount
-                        insort(prices, price)
+                    book[price] = amount
+                    if price >= best:
+                        best = price
+                        touched = True
                 elif price in book:
                     del book[price]
-                    del prices[bisect_left(prices, price)]
-                else:
-                    continue  # deleting a level the book does not have changes nothing
-                if price >= best:
-                    touched = True
+                    if price == best:
+                        lost = True
+            if lost:
+                touched = True
+                best = max(book, default=_NEG_INF)
+            self._best_bid = best
         if asks:
             book = self.asks
-            prices = self._ask_prices
-            best = prices[0] if prices else _POS_INF
+            best = self._best_ask
+            lost = False
             for price, amount in asks:
                 if amount:
-                    if price in book:
-                        book[price] = amount
-                    else:
-                        book[price] = amount
-                        insort(prices, price)
+                    book[price] = amount
+                    if price <= best:
+                        best = price
+                        touched = True
                 elif price in book:
                     del book[price]
-                    del prices[bisect_left(prices, price)]
-                else:
-                    continue
-                if price <= best:
-                    touched = True
+                    if price == best:
+                        lost = True
+            if lost:
+                touched = True
+                best = min(book, default=_POS_INF)
+            self._best_ask = best
         self.last_seq = seq
         self.timestamp_us = timestamp_us
         if not touched:
             return APPLIED
-        bp = self._bid_prices
-        ap = self._ask_prices
-        if bp and ap:
-            bb = bp[-1]
-            ba = ap[0]
-            if bb >= ba:
-                self.crossed_count += 1
-                self.expected_seq = None
-                self.received_seq = seq
-                self.state = RESYNCING
-                return CROSSED
-            top = (bb, self.bids[bb], ba, self.asks[ba])
-            if top != self._top:
-                self._top = top
-                return APPLIED_TOP
-            return APPLIED
+        bb = self._best_bid
+        ba = self._best_ask
+        if bb >= ba:
+            self.crossed_count += 1
+            self.expected_seq = None
+            self.received_seq = seq
+            self.state = RESYNCING
+            return CROSSED
         return APPLIED_TOP if self.top_changed() else APPLIED
 
     def _not_applied(self, seq: int, prev_seq: int) -> int:
@@ -253,15 +245,13 @@ class OrderBook:
 
     def top_changed(self) -> bool:
         """Recompute the cached top of book; True if it differs from the cached one."""
-        bp = self._bid_prices
-        ap = self._ask_prices
-        bb = bp[-1] if bp else None
-        ba = ap[0] if ap else None
+        bb = self._best_bid
+        ba = self._best_ask
         top = (
-            bb,
-            self.bids[bb] if bb is not None else None,
-            ba,
-            self.asks[ba] if ba is not None else None,
+            bb if self.bids else None,
+            self.bids[bb] if self.bids else None,
+            ba if self.asks else None,
+            self.asks[ba] if self.asks else None,
         )
         if top != self._top:
             self._top = top
@@ -276,32 +266,27 @@ class OrderBook:
         return self._top
 
     def best_bid(self) -> Level | None:
-        bp = self._bid_prices
-        return (bp[-1], self.bids[bp[-1]]) if bp else None
+        return (self._best_bid, self.bids[self._best_bid]) if self.bids else None
 
     def best_ask(self) -> Level | None:
-        ap = self._ask_prices
-        return (ap[0], self.asks[ap[0]]) if ap else None
+        return (self._best_ask, self.asks[self._best_ask]) if self.asks else None
 
     def top_bids(self, n: int) -> list[Level]:
-        """The best ``n`` bids, best first."""
+        """The best ``n`` bids, best first (sorted here: snapshots and resyncs only)."""
         book = self.bids
-        prices = self._bid_prices
-        return [(p, book[p]) for p in reversed(prices[-n:])] if n > 0 else []
+        return [(p, book[p]) for p in sorted(book, reverse=True)[:n]] if n > 0 else []
 
     def top_asks(self, n: int) -> list[Level]:
         """The best ``n`` asks, best first."""
         book = self.asks
-        return [(p, book[p]) for p in self._ask_prices[:n]] if n > 0 else []
+        return [(p, book[p]) for p in sorted(book)[:n]] if n > 0 else []
 
     def depth(self) -> tuple[list[Level], list[Level]]:
         """Full depth: (bids best first, asks best first)."""
-        return self.top_bids(len(self._bid_prices)), self.top_asks(len(self._ask_prices))
+        return self.top_bids(len(self.bids)), self.top_asks(len(self.asks))
 
     def is_crossed(self) -> bool:
-        bp = self._bid_prices
-        ap = self._ask_prices
-        return bool(bp and ap and bp[-1] >= ap[0])
+        return bool(self.bids and self.asks and self._best_bid >= self._best_ask)
 
     def __len__(self) -> int:
         return len(self.bids) + len(self.asks)

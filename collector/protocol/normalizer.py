@@ -205,26 +205,20 @@ class Normalizer:
                     book.conn_id = conn_id
                     ts = d.timestamp * 1000
                     seq = d.seqNum
-                    outcome = book.apply_delta(d.bids, d.asks, seq, d.prevSeqNum, ts)
+                    prev = d.prevSeqNum
+                    outcome = book.apply_delta(d.bids, d.asks, seq, prev, ts)
                     if outcome <= APPLIED_TOP:
                         self.buffers.add_levels(
-                            book.key, ts, local_ts, False, seq, d.prevSeqNum, d.bids, d.asks
+                            book.key,
+                            ts,
+                            local_ts,
+                            False,
+                            seq,
+                            prev,
+                            d.bids,
+                            d.asks,
+                            book if outcome == APPLIED_TOP else None,
                         )
-                        if outcome == APPLIED_TOP:
-                            bid, bid_amount, ask, ask_amount = book.top
-                            self.buffers.add_quote(
-                                book.product,
-                                book.symbol,
-                                ts,
-                                local_ts,
-                                ask_amount,
-                                ask,
-                                bid,
-                                bid_amount,
-                                "book",
-                                book.grouping,
-                                seq,
-                            )
                         if local_ts >= book.next_snapshot_us:
                             self._book_snapshot(book, local_ts)
                         return []

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import accumulate, compress
 from operator import add, sub
-from typing import Any
+from typing import Any, Protocol
 
 EXCHANGE = "btse"
 SNAPSHOT_DEPTH = 25
@@ -124,6 +124,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 TABLES = tuple(COLUMNS)
 
+
+class _TopOfBook(Protocol):
+    @property
+    def top(self) -> tuple[float | None, float | None, float | None, float | None]: ...
+
+
 _TUPLE_TABLES = ("quotes", "book_snapshots", "trades", "otc_quotes", "events")
 _NONE_LEVEL = (None, None)
 Levels = Sequence[tuple[float, float]]
@@ -184,18 +190,38 @@ class TableBuffers:
         prev_seq: int,
         bids: Levels,
         asks: Levels,
+        quote_of: _TopOfBook | None = None,
     ) -> None:
         """:meth:`add_book_levels` for the book ``key`` (product, symbol, grouping), the hot
-        path: one tuple per frame; the level tuples are kept as the decoder made them."""
+        path: one tuple per frame, the prices and amounts copied into one flat list (the
+        decoder's level tuples are not kept). With ``quote_of`` (the book, after this frame),
+        also its ``quotes`` row (``source=book``) in the same call."""
         nb = len(bids)
         na = len(asks)
         self._bc_frames.append((key, timestamp, local_ts, is_snapshot, seq, prev_seq, nb, na))
-        extend = self._bc_values.extend  # p0, a0, p1, a1, ...: the level tuples are not kept
+        extend = self._bc_values.extend
         for level in bids:
             extend(level)
         for level in asks:
             extend(level)
         self._bc_rows += nb + na
+        if quote_of is not None:
+            bid, bid_amount, ask, ask_amount = quote_of.top
+            self._rows["quotes"].append(
+                (
+                    key[0],
+                    key[1],
+                    timestamp,
+                    local_ts,
+                    ask_amount,
+                    ask,
+                    bid,
+                    bid_amount,
+                    "book",
+                    key[2],
+                    seq,
+                )
+            )
 
     def add_quote(
         self,
