@@ -24,6 +24,7 @@ Rows written:
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -686,7 +687,7 @@ class Normalizer:
             commands: list[Command] = []
             for e in rec.entries:
                 self.stats.exchange_errors += 1
-                detail = f'{{"code": {e.code if e.code is not None else "null"}, "message": {e.message!r}}}'
+                detail = json.dumps({"code": e.code, "message": e.message}, ensure_ascii=False)
                 buf.add_event(
                     "error",
                     rec.local_ts,

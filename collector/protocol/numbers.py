@@ -3,15 +3,18 @@
 Representation (see README "Protocol core"): every price and amount is a Python ``float``
 (IEEE-754 binary64). That is exact *in the sense that matters for storage*: any decimal with at
 most 15 significant digits converts to the nearest double and back to the very same decimal
-(``repr(float("0.06865")) == "0.06865"``), because 10**15 < 2**53. Values with more digits could
-be silently rounded, so the decoder refuses them.
+(``repr(float("0.06865")) == "0.06865"``), because 10**15 < 2**53. A value with 16 or 17 digits
+is exact only if it is the shortest text of its double (``0.30000000000000004``, what a float64
+JSON serializer writes for trade prices): it is accepted when ``repr`` gives the same decimal
+back, refused otherwise (``1.0000000000000001`` would become ``1.0``) — never silently rounded.
 
 The check is cheap enough for the hot path: ``has_long_digit_run`` maps every byte of the raw
 frame to ``1`` (digit or ``.``) or a space with one ``bytes.translate`` and looks for sixteen
 ``1`` in a row. A number with more than 15 significant digits always contains such a run; a
 frame without one is proven exact without looking at single values. A frame with a run (a long
 but harmless ``"0.000000001234"``, or a real 17-digit value) goes to the precise check,
-``exact_float``, which counts significant digits with :class:`decimal.Decimal`.
+``exact_float``, which counts significant digits with :class:`decimal.Decimal` and, above 15,
+checks the round trip.
 """
 
 from __future__ import annotations
@@ -73,11 +76,15 @@ def exact_float(token: str | int | float | Decimal, *, allow_negative: bool = Fa
     if token.is_signed() and not allow_negative and token != 0:
         raise InexactNumber(original, "negative value")
     digits = significant_digits(token)
-    if digits > MAX_SIGNIFICANT_DIGITS:
-        raise InexactNumber(
-            original, f"{digits} significant digits, float64 holds {MAX_SIGNIFICANT_DIGITS}"
-        )
     result = float(token)
+    if digits > MAX_SIGNIFICANT_DIGITS and Decimal(repr(result)) != token:
+        # 16-17 digits are exact only when they are the shortest text of a double (what a
+        # float64 JSON serializer writes, e.g. 0.30000000000000004): then repr gives them back
+        raise InexactNumber(
+            original,
+            f"{digits} significant digits, float64 holds {MAX_SIGNIFICANT_DIGITS} "
+            f"(nearest double: {result!r})",
+        )
     if math.isinf(result):
         raise InexactNumber(original, "out of the float64 range")
     if result != 0.0 and abs(result) < _MIN_NORMAL:

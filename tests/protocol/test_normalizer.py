@@ -255,7 +255,9 @@ def test_control_frames_become_commands_and_events(norm: Normalizer, frames) -> 
     assert norm.feed("o", "futures_oss", buffer_full, T0)[0].code == 1007
     evs = events(norm)
     assert [e["kind"] for e in evs] == ["subscribed", "auth", "error", "error", "error"]
-    assert '"code": 1000' in evs[3]["detail"]
+    # the detail of an exchange error is JSON (schemas/events.yaml)
+    assert json.loads(evs[3]["detail"]) == {"code": 1000, "message": "Market pair provided is currently not supported."}
+    assert json.loads(evs[4]["detail"]) == {"code": 1007, "message": "User message buffer is full."}
 
 
 def test_decode_errors_and_spec_drift_are_events(make_registry, frames) -> None:  # type: ignore[no-untyped-def]

@@ -30,7 +30,7 @@ def test_exact_float_accepts_plain_decimals(text: str, value: float) -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("1234567890123456", "16 significant digits"),
+        ("9007199254740993", "16 significant digits"),  # 2**53 + 1: no double holds it
         ("0.12345678901234567", "17 significant digits"),
         ("1.0000000000000001", "17 significant digits"),
         ("nan", "not a plain decimal"),
@@ -90,10 +90,24 @@ def test_every_decimal_up_to_15_digits_round_trips(value: Decimal) -> None:
 
 
 @given(st.integers(min_value=10**15, max_value=10**30), st.integers(min_value=0, max_value=10))
-def test_every_value_over_15_digits_is_flagged_and_refused(mantissa: int, shift: int) -> None:
+def test_every_value_over_15_digits_is_flagged_and_kept_only_if_exact(
+    mantissa: int, shift: int
+) -> None:
     if mantissa % 10 == 0:
         mantissa += 1  # make the last digit significant
-    text = format(Decimal(f"{mantissa}E-{shift}"), "f")  # exact: no context rounding
+    value = Decimal(f"{mantissa}E-{shift}")
+    text = format(value, "f")  # exact: no context rounding
     assert has_long_digit_run(f'"{text}"'.encode())
-    with pytest.raises(InexactNumber):
-        exact_float(text)
+    if Decimal(repr(float(text))) == value:  # the shortest text of a double: exact
+        assert Decimal(repr(exact_float(text))) == value
+    else:
+        with pytest.raises(InexactNumber):
+            exact_float(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["0.30000000000000004", "0.5488135039273248", "86641.90000000001", "1234567890123456"]
+)
+def test_shortest_double_texts_with_16_or_17_digits_are_exact(text: str) -> None:
+    # what a float64 JSON serializer writes (trade prices are JSON numbers): stored exactly
+    assert repr(exact_float(text)).removesuffix(".0") == text
