@@ -167,6 +167,8 @@ def test_engine_equals_naive_book_on_random_streams(snapshot, deltas) -> None:  
         expected_top = (nb[0][0] if nb else None, nb[0][1] if nb else None, na[0][0] if na else None, na[0][1] if na else None)
         if out != CROSSED:
             assert book.top == expected_top
+        # the cached best prices (searched again only when the best level is deleted)
+        assert (book.best_bid(), book.best_ask()) == (nb[0] if nb else None, na[0] if na else None)
         assert (out == CROSSED) == bool(nb and na and nb[0][0] >= na[0][0])
 
 
