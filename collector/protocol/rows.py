@@ -1,17 +1,20 @@
 """Row buffers: the normalized tables accumulated column-wise, handed over as column batches.
 
-``TableBuffers`` keeps, per table, what it needs to produce ``dict[str, list]`` column batches
-keyed exactly by the column names of ``schemas/<table>.yaml`` (a test checks the names and
-order against the YAML files). Timestamps are ``int`` µs since the epoch.
+``TableBuffers`` keeps, per table, what it needs to produce column batches keyed exactly by
+the column names of ``schemas/<table>.yaml`` (a test checks the names and order against the
+YAML files). Timestamps are ``int`` µs since the epoch.
 
 No dict (and no object) is built per row on the hot path:
 
-- ``book_changes`` (the high-rate table) stores one small tuple per *frame* plus the level
-  lists exactly as the decoder produced them; ``take`` expands the per-frame values with
-  ``itertools.repeat`` and flattens the levels, in C loops.
-- the other tables store one tuple per row; ``take`` transposes them with ``zip``.
+- ``book_changes`` (the high-rate table) stores one small tuple per *frame* plus the prices
+  and amounts in one flat float list; ``take`` hands it over as **pyarrow arrays** of the
+  schema's types (timestamps int64 µs): the per-frame values are expanded to rows by a
+  run-end-encoded array decoded in C, the side column is computed in Arrow.
+- the other tables store one tuple per row; ``take`` transposes them with ``zip`` into
+  ``dict[str, list]``.
 
-``take(table)`` hands the batch over and resets that table's buffer.
+``take(table)`` hands the batch over and resets that table's buffer; :func:`as_lists` turns a
+batch into plain lists. pyarrow is imported on the first hand-over.
 """
 
 from __future__ import annotations
