@@ -275,10 +275,9 @@ class Processor:
         if kind == "subscribe_sent":
             book_topics = [t for t in event.topics if t not in self.otc_requests]
             self.ack_tracker.sent(event.conn_id, book_topics)
-            # A per-topic resync needs no reset: after a gap or crossed book the Normalizer
-            # already holds that book in RESYNCING until the fresh snapshot (and its
-            # on_subscribe_sent resets every book of the connection, not only this topic).
-            if book_topics and event.detail != "resync":
+            # on_subscribe_sent resets only the books of these topics: a per-topic resync
+            # empties that book (SYNCING until its fresh snapshot) and leaves the others alone.
+            if book_topics:
                 norm.on_subscribe_sent(
                     event.conn_id, book_topics, event.local_ts_us, server_name=event.server
                 )

@@ -135,6 +135,7 @@ class _OtcFrame(msgspec.Struct):
 
 _Route = tuple[Any, str, dict[str, str], int]  # channel, kind, params, grouping
 _BOOK_PREFIX = b'{"topic":"update:'
+_BOOK_PREFIX_SPACED = b'{"topic": "update:'  # Python json.dumps spacing: same fast path
 _SIDES = {"BUY": "buy", "SELL": "sell", "buy": "buy", "sell": "sell"}
 _MS = 1000
 _TOPIC_CACHE_LIMIT = 50_000
@@ -186,7 +187,7 @@ class Decoder:
         self.frames += 1
         raw = data.encode() if type(data) is str else data
         assert isinstance(raw, bytes)
-        if raw.startswith(_BOOK_PREFIX):  # the hot path, written out inline
+        if raw.startswith(_BOOK_PREFIX) or raw.startswith(_BOOK_PREFIX_SPACED):  # the hot path
             try:
                 frame = self._book.decode(raw)
             except (msgspec.DecodeError, msgspec.ValidationError):

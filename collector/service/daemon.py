@@ -50,6 +50,7 @@ from collector.pipeline.queue import FrameQueue
 from collector.pipeline.writer import BatchWriter, WriterStats
 from collector.protocol.book import LIVE
 from collector.protocol.normalizer import Normalizer
+from collector.protocol.symbols import canonical_symbol
 from collector.service.health import HealthState, StreamKey
 from collector.service.http import HealthServer
 from collector.service.lag import LoopLagMonitor
@@ -252,7 +253,8 @@ class Daemon:
                 t.stream.product, t.stream.kind, t.stream.symbol, t.topic
             )
             self._stream_keys[t.topic] = key
-            ident = (t.stream.product, t.stream.kind, t.stream.symbol)
+            # rows carry the canonical symbol (ETHPFC, BTC-PERP-USDT -> ETH-PERP, BTC-PERP)
+            ident = (t.stream.product, t.stream.kind, canonical_symbol(t.stream.symbol))
             self._streams_by_symbol.setdefault(ident, []).append(key)
         self.health.set_queue("frames", 0, p.queue_max_frames)
         writer.start()
