@@ -120,6 +120,7 @@ async def _ours(
     if receive_only:  # measure the receive path alone: frames are received, queued, drained
         assert daemon.normalizer is not None
         daemon.normalizer.feed = lambda *frame: []  # type: ignore[method-assign]
+        daemon.normalizer.feed_many = lambda frames, failed=None: []  # type: ignore[method-assign]
     while proc.frames < expected:
         await asyncio.sleep(0.01)
     wall_rx = time.perf_counter() - wall0

@@ -187,6 +187,37 @@ class Processor:
     # -- the work ----------------------------------------------------------------------------
 
     def process(self, items: Sequence[Item]) -> None:
+        feed_many = getattr(self.normalizer, "feed_many", None)
+        if feed_many is None:  # a normalizer with a plain feed() only
+            self._process_one_by_one(items)
+            return
+        # runs of frames go to feed_many in one call each (the per-frame lookups are done
+        # once per run); a control item (event, shed marker) is handled in order between them
+        if all(map(tuple.__instancecheck__, items)):  # the usual drain: frames only (C scan)
+            self._frames(feed_many, items)
+            return
+        start = 0
+        for i, item in enumerate(items):
+            if type(item) is not tuple:
+                if i > start:
+                    self._frames(feed_many, items[start:i])
+                self._process_one_by_one((item,))
+                start = i + 1
+        if start < len(items):
+            self._frames(feed_many, items[start:])
+
+    def _frames(self, feed_many: Callable[..., list[Any]], frames: Sequence[Item]) -> None:
+        if self.keep_raw:
+            self._raw += frames  # type: ignore[arg-type]
+        self.frames += len(frames)
+        try:  # a frame that fails is recorded by _failed and the run goes on
+            commands = feed_many(frames, self._failed)
+            if commands:
+                self._commands(commands)
+        except Exception as exc:  # a bug must not stop the collector: record it, go on
+            self._failed(frames[-1], exc)
+
+    def _process_one_by_one(self, items: Sequence[Item]) -> None:
         feed = self.normalizer.feed
         keep = self._raw.append if self.keep_raw else None
         frames = 0

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -188,56 +189,83 @@ class Normalizer:
         self, conn_id: str, server_name: str, data: str | bytes, local_ts: int
     ) -> list[Command]:
         """Process one received frame; returns the commands for the feed (usually none)."""
-        self.stats.frames += 1
-        try:
-            decoder, topic_books = self._servers[server_name]
-        except KeyError:
-            decoder, topic_books = self._server(server_name)
-        raw = data.encode() if isinstance(data, str) else data
-        if raw.startswith(_BOOK_PREFIX):  # the hot path: no record object per delta
-            frame = decoder.book_frame(raw, local_ts)
-            if frame is not None:
+        return self.feed_many(((conn_id, server_name, data, local_ts),))
+
+    def feed_many(
+        self,
+        frames: Iterable[tuple[str, str, str | bytes, int]],
+        failed: Callable[[tuple[str, str, str | bytes, int], Exception], None] | None = None,
+    ) -> list[Command]:
+        """:meth:`feed` for a run of frames ``(conn_id, server_name, data, local_ts)``, in
+        order; returns the commands of all of them, in order. The processing stage's hot
+        path: the per-frame lookups are done once per run. With ``failed``, an exception
+        while processing one frame is handed to ``failed(frame, exc)`` and the run goes on;
+        without it, it propagates."""
+        out: list[Command] = []
+        servers = self._servers
+        add_levels = self.buffers.add_levels
+        stats = self.stats
+        n = 0
+        for frame_in in frames:
+            n += 1
+            try:
+                conn_id, server_name, data, local_ts = frame_in
+                entry = servers.get(server_name)
+                decoder, topic_books = entry if entry is not None else self._server(server_name)
+                raw = data.encode() if isinstance(data, str) else data
+                if raw.startswith(_BOOK_PREFIX):  # the hot path: no record object per delta
+                    frame = decoder.book_frame(raw, local_ts)
+                    if frame is not None:
+                        if decoder.drifts:
+                            self._drifts(decoder, conn_id)
+                        d = frame.data
+                        cached = topic_books.get(frame.topic)
+                        if cached is not None and cached[0] == d.symbol and d.type == "delta":
+                            book = cached[1]
+                            book.conn_id = conn_id
+                            ts = d.timestamp * 1000
+                            seq = d.seqNum
+                            prev = d.prevSeqNum
+                            outcome = book.apply_delta(d.bids, d.asks, seq, prev, ts)
+                            if outcome <= APPLIED_TOP:
+                                add_levels(
+                                    book.key,
+                                    ts,
+                                    local_ts,
+                                    False,
+                                    seq,
+                                    prev,
+                                    d.bids,
+                                    d.asks,
+                                    book if outcome == APPLIED_TOP else None,
+                                )
+                                if local_ts >= book.next_snapshot_us:
+                                    self._book_snapshot(book, local_ts)
+                                continue
+                            rec = decoder.book_record(frame, local_ts)
+                            out += self._book_problem(conn_id, book, rec, outcome)
+                            continue
+                        rec = decoder.book_record(frame, local_ts)
+                        out += self._book(conn_id, rec)
+                        topic_books[frame.topic] = (
+                            d.symbol,
+                            self.books[(rec.product, rec.symbol, rec.grouping)],
+                        )
+                        continue
+                record = decoder.decode(data, local_ts)
                 if decoder.drifts:
                     self._drifts(decoder, conn_id)
-                d = frame.data
-                cached = topic_books.get(frame.topic)
-                if cached is not None and cached[0] == d.symbol and d.type == "delta":
-                    book = cached[1]
-                    book.conn_id = conn_id
-                    ts = d.timestamp * 1000
-                    seq = d.seqNum
-                    prev = d.prevSeqNum
-                    outcome = book.apply_delta(d.bids, d.asks, seq, prev, ts)
-                    if outcome <= APPLIED_TOP:
-                        self.buffers.add_levels(
-                            book.key,
-                            ts,
-                            local_ts,
-                            False,
-                            seq,
-                            prev,
-                            d.bids,
-                            d.asks,
-                            book if outcome == APPLIED_TOP else None,
-                        )
-                        if local_ts >= book.next_snapshot_us:
-                            self._book_snapshot(book, local_ts)
-                        return []
-                    rec = decoder.book_record(frame, local_ts)
-                    return self._book_problem(conn_id, book, rec, outcome)
-                rec = decoder.book_record(frame, local_ts)
-                commands = self._book(conn_id, rec)
-                topic_books[frame.topic] = (
-                    d.symbol,
-                    self.books[(rec.product, rec.symbol, rec.grouping)],
-                )
-                return commands
-        record = decoder.decode(data, local_ts)
-        if decoder.drifts:
-            self._drifts(decoder, conn_id)
-        if type(record) is BookUpdate:
-            return self._book(conn_id, record)
-        return self._other(conn_id, decoder.product, record)
+                if type(record) is BookUpdate:
+                    out += self._book(conn_id, record)
+                else:
+                    out += self._other(conn_id, decoder.product, record)
+            except Exception as exc:
+                if failed is None:
+                    stats.frames += n
+                    raise
+                failed(frame_in, exc)
+        stats.frames += n
+        return out
 
     def _book(self, conn_id: str, rec: BookUpdate) -> list[Command]:
         key = (rec.product, rec.symbol, rec.grouping)

@@ -44,6 +44,32 @@ class FakeNormalizer:
         self.calls.append(("on_otc_quote_sent", conn_id, symbol, quantity, currency))
 
 
+class BatchNormalizer(FakeNormalizer):
+    """A normalizer with ``feed_many``: the stage hands it runs of frames."""
+
+    def feed_many(self, frames: Any, failed: Any = None) -> list[Any]:
+        self.calls.append(("feed_many", len(frames)))
+        out: list[Any] = []
+        for frame in frames:
+            try:
+                out += self.feed(*frame)
+            except Exception as exc:
+                failed(frame, exc)
+        return out
+
+
+def _fail_on_boom(norm: FakeNormalizer) -> None:
+    """The frame "BOOM" makes ``norm.feed`` raise (a bug in the normalizer)."""
+    original = norm.feed
+
+    def feed(conn_id: str, server: str, data: str, ts: int) -> list[Any]:
+        if data == "BOOM":
+            raise KeyError("bug")
+        return original(conn_id, server, data, ts)
+
+    norm.feed = feed  # type: ignore[method-assign]
+
+
 class FakeFeed:
     def __init__(self) -> None:
         self.calls: list[tuple[str, ...]] = []
@@ -180,14 +206,7 @@ async def test_the_running_stage_hands_rows_over_after_the_batch_delay() -> None
 
 async def test_a_failing_frame_is_recorded_and_processing_goes_on() -> None:
     q, norm, _, store, proc = _stage()
-    original = norm.feed
-
-    def feed(conn_id: str, server: str, data: str, ts: int) -> list[Any]:
-        if data == "BOOM":
-            raise KeyError("bug")
-        return original(conn_id, server, data, ts)
-
-    norm.feed = feed  # type: ignore[method-assign]
+    _fail_on_boom(norm)
     for i, data in enumerate(["A", "BOOM", "B"]):
         q.put_frame("spot#0", "spot", data, 10 + i)
     await proc.drain()
@@ -217,3 +236,28 @@ def test_raw_batch_columns_from_frames_of_several_connections_and_binary() -> No
     one = raw_batch([("otc#0", "otc", b"\xff\xfebad", 5), ("otc#0", "otc", "ok", 6)])
     assert one["server"] == ["otc", "otc"]
     assert one["frame"].to_pylist() == ["\ufffd\ufffdbad", "ok"]  # not UTF-8: replaced, kept
+
+
+async def test_runs_of_frames_go_to_feed_many_between_the_events_in_order() -> None:
+    q, _, feed, store, _ = _stage()
+    norm = BatchNormalizer()
+    proc = Processor(q, norm, BatchWriter(store, flush_interval_s=60), feed, product_of=lambda s: "spot")
+    q.put_event(ConnEvent("subscribe_sent", "spot#0", "spot", 2, ("t1",)))
+    for i, data in enumerate(["ACK", "GAP", "BOOM"]):
+        q.put_frame("spot#0", "spot", data, 3 + i)
+    q.put_event(ConnEvent("disconnected", "spot#0", "spot", 7, ("t1",), "x"))
+    q.put_frame("spot#0", "spot", "1007", 8)
+    _fail_on_boom(norm)
+    await proc.drain()
+    await proc.writer.close()
+    assert [c[0] if c[0] != "feed_many" else c for c in norm.calls if c[0] != "feed"] == [
+        "on_subscribe_sent",
+        ("feed_many", 3),
+        "on_disconnect",
+        ("feed_many", 1),
+    ]
+    assert feed.calls == [("resync", "spot#0", "update:BTC-USD_0"), ("split", "spot#0")]
+    assert store.rows("raw")["frame"] == ["ACK", "GAP", "BOOM", "1007"]
+    assert store.rows("trades")["id"] == ["ACK", "GAP", "1007"]
+    assert "KeyError" in store.rows("events")["detail"][0]
+    assert proc.frames == 4 and proc.failures == 1

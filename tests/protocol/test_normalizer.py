@@ -371,3 +371,34 @@ def test_book_changes_hand_over_is_arrow_the_store_accepts(norm: Normalizer) -> 
     for name, column in batch.items():
         expected = schema.column(name).arrow_type
         assert column.type == (pa.int64() if pa.types.is_timestamp(expected) else expected), name
+
+
+def test_feed_many_gives_the_rows_and_commands_of_feed_one_by_one(make_registry) -> None:  # type: ignore[no-untyped-def]
+    c, s = "futures_oss#0", "futures_oss"
+    run = [
+        (c, s, SNAP, T0),
+        (c, s, book_frame(101, [["100.0", "6"]], [["102.0", "4"]]), T0 + 1),
+        (c, s, "not json", T0 + 2),
+        (c, s, book_frame(103, [["100.0", "1"]], []), T0 + 3),  # gap: resubscribe
+        (c, s, book_frame(104, [["100.0", "2"]], []), T0 + 4),  # skipped while resyncing
+    ]
+    one = Normalizer(make_registry(), snapshot_interval_s=10, validate_sample_rate=0)
+    many = Normalizer(make_registry(), snapshot_interval_s=10, validate_sample_rate=0)
+    one_cmds = [cmd for frame in run for cmd in one.feed(*frame)]
+    many_cmds = many.feed_many(run)
+    assert many_cmds == one_cmds == [Resubscribe(c, "update:BTC-PERP_0", "gap")]
+    assert many.stats == one.stats and many.stats.frames == 5 and many.stats.gaps == 1
+    for table in ("book_changes", "quotes", "book_snapshots", "events"):
+        assert as_lists(many.buffers.take(table)) == as_lists(one.buffers.take(table)), table
+
+
+def test_feed_many_hands_a_failing_frame_to_failed_and_goes_on(norm: Normalizer) -> None:
+    c, s = "futures_oss#0", "futures_oss"
+    failed: list[tuple[Any, Exception]] = []
+    run: list[Any] = [(c, s, SNAP, T0), (c, s, 12345, T0 + 1), (c, s, book_frame(101, [["100.0", "6"]], []), T0 + 2)]
+    assert norm.feed_many(run, lambda frame, exc: failed.append((frame, exc))) == []
+    assert [f[0] for f in failed] == [run[1]] and isinstance(failed[0][1], AttributeError)
+    assert as_lists(norm.buffers.take("book_changes"))["seq"] == [100] * 4 + [101]
+    assert norm.stats.frames == 3
+    with pytest.raises(AttributeError):  # without failed, the exception propagates
+        norm.feed_many([(c, s, 12345, T0 + 3)])
