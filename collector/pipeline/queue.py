@@ -56,9 +56,9 @@ class FrameQueue:
         self._controls = 0  # control items queued (events, shed markers)
         self._waiter: asyncio.Future[None] | None = None
         self._shedding: dict[str, _Run] = {}  # conn_id -> its current shed run
-        self.frames_in = 0
+        self._frames_out = 0  # frames drained (frames_in = drained + waiting)
+        self._high_water = 0  # the deepest the queue was at a drain (depth only grows between)
         self.frames_shed = 0
-        self.high_water = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -68,8 +68,20 @@ class FrameQueue:
         """Frames waiting (control items not counted)."""
         return self._frames
 
+    @property
+    def frames_in(self) -> int:
+        """Frames accepted so far (not shed)."""
+        return self._frames_out + self._frames
+
+    @property
+    def high_water(self) -> int:
+        """The most frames ever waiting at once."""
+        return max(self._high_water, self._frames)
+
     def put_frame(self, conn_id: str, server: str, data: str | bytes, local_ts_us: int) -> None:
-        if self._frames >= self.max_frames:
+        # the receive hot path: the counters frames_in and high_water are derived at drain
+        frames = self._frames
+        if frames >= self.max_frames:
             run = self._shedding.get(conn_id)
             if run is None:
                 self._shedding[conn_id] = _Run(server, 1, local_ts_us, local_ts_us)
@@ -81,13 +93,12 @@ class FrameQueue:
         if self._shedding and conn_id in self._shedding:
             self._close_run(conn_id)
         self._items.append((conn_id, server, data, local_ts_us))
-        self._frames += 1
-        self.frames_in += 1
-        if self._frames > self.high_water:
-            self.high_water = self._frames
+        self._frames = frames + 1
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:  # one wake-up per burst: the waiter is dropped once woken
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def put_event(self, event: ConnEvent) -> None:
         if event.kind == "disconnected" and event.conn_id in self._shedding:
@@ -102,8 +113,10 @@ class FrameQueue:
         self._items.append(item)
         self._controls += 1
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def flush_shed(self) -> None:
         """Queue a marker for every shed run still open (on shutdown or when idle)."""
@@ -113,6 +126,8 @@ class FrameQueue:
     def drain(self, max_items: int) -> list[Item]:
         """Take up to ``max_items`` items, oldest first, without waiting."""
         items = self._items
+        if self._frames > self._high_water:
+            self._high_water = self._frames
         if len(items) <= max_items:
             out = list(items)
             items.clear()
@@ -123,8 +138,10 @@ class FrameQueue:
             controls = sum(1 for item in out if type(item) is not tuple)
             self._controls -= controls
             self._frames -= len(out) - controls
+            self._frames_out += len(out) - controls
         else:
             self._frames -= len(out)
+            self._frames_out += len(out)
         return out
 
     async def wait(self) -> None:
@@ -135,8 +152,9 @@ class FrameQueue:
             self.flush_shed()
             return
         loop = asyncio.get_running_loop()
-        self._waiter = loop.create_future()
+        waiter = self._waiter = loop.create_future()
         try:
-            await self._waiter
+            await waiter
         finally:
-            self._waiter = None
+            if self._waiter is waiter:
+                self._waiter = None

@@ -10,8 +10,8 @@ No dict (and no object) is built per row on the hot path:
   and amounts in one flat float list; ``take`` hands it over as **pyarrow arrays** of the
   schema's types (timestamps int64 µs): the per-frame values are expanded to rows by a
   run-end-encoded array decoded in C, the side column is computed in Arrow.
-- the other tables store one tuple per row; ``take`` transposes them with ``zip`` into
-  ``dict[str, list]``.
+- the other tables store one tuple per row; ``take`` transposes them (one
+  ``map(itemgetter)`` pass per column) into ``dict[str, list]``.
 
 ``take(table)`` hands the batch over and resets that table's buffer; :func:`as_lists` turns a
 batch into plain lists. pyarrow is imported on the first hand-over.
