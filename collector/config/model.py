@@ -106,7 +106,7 @@ class ConnectionConfig:
 @dataclass(frozen=True)
 class PipelineConfig:
     queue_max_frames: int = _num(100_000, 100, 10_000_000)
-    batch_max_rows: int = _num(50_000, 1, 10_000_000)
+    batch_max_rows: int = _num(25000, 1, 10_000_000)
     batch_max_delay_s: float = _num(0.5, 0.001, 60.0)
 
 
