@@ -134,8 +134,8 @@ class _OtcFrame(msgspec.Struct):
 
 
 _Route = tuple[Any, str, dict[str, str], int]  # channel, kind, params, grouping
-_BOOK_PREFIX = b'{"topic":"update:'
-_BOOK_PREFIX_SPACED = b'{"topic": "update:'  # Python json.dumps spacing: same fast path
+# Book frames take the typed fast path; compact (BTSE's wire) and Python json.dumps spacing.
+BOOK_PREFIXES = (b'{"topic":"update:', b'{"topic": "update:')
 _SIDES = {"BUY": "buy", "SELL": "sell", "buy": "buy", "sell": "sell"}
 _MS = 1000
 _TOPIC_CACHE_LIMIT = 50_000
@@ -187,7 +187,7 @@ class Decoder:
         self.frames += 1
         raw = data.encode() if type(data) is str else data
         assert isinstance(raw, bytes)
-        if raw.startswith(_BOOK_PREFIX) or raw.startswith(_BOOK_PREFIX_SPACED):  # the hot path
+        if raw.startswith(BOOK_PREFIXES):  # the hot path
             try:
                 frame = self._book.decode(raw)
             except (msgspec.DecodeError, msgspec.ValidationError):

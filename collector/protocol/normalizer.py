@@ -47,7 +47,7 @@ from collector.protocol.commands import (
     Pong,
     Resubscribe,
 )
-from collector.protocol.decode import _BOOK_PREFIX, Decoder, RegistryLike
+from collector.protocol.decode import BOOK_PREFIXES, Decoder, RegistryLike
 from collector.protocol.records import (
     Ack,
     BookUpdate,
@@ -213,7 +213,7 @@ class Normalizer:
                 entry = servers.get(server_name)
                 decoder, topic_books = entry if entry is not None else self._server(server_name)
                 raw = data.encode() if isinstance(data, str) else data
-                if raw.startswith(_BOOK_PREFIX):  # the hot path: no record object per delta
+                if raw.startswith(BOOK_PREFIXES):  # the hot path: no record object per delta
                     frame = decoder.book_frame(raw, local_ts)
                     if frame is not None:
                         if decoder.drifts:

@@ -402,3 +402,19 @@ def test_feed_many_hands_a_failing_frame_to_failed_and_goes_on(norm: Normalizer)
     assert norm.stats.frames == 3
     with pytest.raises(AttributeError):  # without failed, the exception propagates
         norm.feed_many([(c, s, 12345, T0 + 3)])
+
+
+def test_compact_and_spaced_json_book_frames_give_the_same_rows(make_registry) -> None:  # type: ignore[no-untyped-def]
+    # BTSE sends compact JSON; other producers (Python's json.dumps) put a space after ':'.
+    # Both take the same typed fast path and must give identical rows and events.
+    frames = [SNAP, book_frame(101, [["100.0", "6"]], [["102.0", "4"]]), book_frame(103, [["98.0", "1"]], [])]
+    compact = [json.dumps(json.loads(f), separators=(",", ":")) for f in frames]
+    assert all(f.startswith('{"topic": "update:') for f in frames)
+    assert all(f.startswith('{"topic":"update:') for f in compact)
+    outputs = []
+    for variant in (frames, compact):
+        n = Normalizer(make_registry(), snapshot_interval_s=10, validate_sample_rate=0)
+        cmds = [c for i, f in enumerate(variant) for c in n.feed("futures_oss#0", "futures_oss", f, T0 + i)]
+        outputs.append((cmds, as_lists(n.buffers.take("book_changes")), events(n), n.stats.gaps))
+    assert outputs[0] == outputs[1]
+    assert outputs[0][3] == 1  # the gap 101 -> 103 was seen on both paths
