@@ -553,4 +553,3 @@ class Daemon:
         h.set_queue("frames", queue.depth, queue.max_frames)
         if self.writer is not None:
             h.set_queue("writer_batches", self.writer.backlog, WRITER_MAX_PENDING)
-        h.messages_received(0)

@@ -251,10 +251,6 @@ class HealthState:
         s.messages += count
         self._total_messages += count
 
-    def messages_received(self, count: int) -> None:
-        """Frames not attributable to one stream (acks, pongs...) for the msg/s rate."""
-        self._total_messages += count
-
     # -- pipeline, writer, loop
 
     def set_queue(self, name: str, depth: int, capacity: int | None = None) -> None:
