@@ -1,7 +1,9 @@
-"""``btse-collector query [--data-dir DIR] [--format table|csv|json] "SQL" | --file script.sql``.
+"""``btse-collector query [--data-dir DIR] [--format table|csv|json] [--published-only] "SQL" | --file script.sql``.
 
 Opens an in-memory DuckDB with a view per table of the store and the shipped macros
-(``collector/storage/views.sql``) and prints the result of the last statement.
+(``collector/storage/views.sql``) and prints the result of the last statement. The views
+include the rows a running collector has flushed but not yet rotated into Parquet (its open
+journals, read once at start); ``--published-only`` shows published files only.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=["table", "csv", "json"], default="table",
         help="table (aligned, for people; default), csv or json (for scripts)",
+    )
+    parser.add_argument(
+        "--published-only", action="store_true",
+        help="only rows of published Parquet files (reproducible); by default the rows flushed "
+             "to the open journals of a running collector are included",
     )
     parser.add_argument("--file", type=Path, metavar="FILE", help="run the SQL statements of FILE")
     parser.add_argument("--print-views", action="store_true",
@@ -54,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
     import duckdb
 
     try:
-        con = query.connect(args.data_dir)
+        con = query.connect(args.data_dir, live=not args.published_only)
         columns, rows = query.run(con, sql)
     except duckdb.Error as exc:
         print(f"btse-collector query: {exc}", file=sys.stderr)
