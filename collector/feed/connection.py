@@ -106,17 +106,27 @@ class Authenticator(Protocol):
 
 
 def login_result(data: str | bytes) -> bool | None:
-    """Reads BTSE's ``{"event":"login","success":true}`` ack (shape of the reference §2.4)."""
-    if len(data) > 4096 or (
-        b'"login"' not in data if isinstance(data, bytes) else '"login"' not in data
-    ):
+    """Reads BTSE's ``{"event":"login","success":true}`` ack (shape of the reference §2.4).
+
+    BTSE's REST-style error object (``{"status":400,"errorCode":-7,"message":"Authenticate
+    failed","extraData":null}``, seen by roq, reference §2.4) is a refusal too: waiting for a
+    login ack that will never come would only end in the auth timeout."""
+    if len(data) > 4096:
+        return None
+    text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+    if '"login"' not in text and '"errorCode"' not in text:
         return None
     try:
-        message = json.loads(data)
+        message = json.loads(text)
     except ValueError:
         return None
-    if isinstance(message, dict) and message.get("event") == "login":
+    if not isinstance(message, dict):
+        return None
+    if message.get("event") == "login":
         return message.get("success") is True
+    status = message.get("status")
+    if "topic" not in message and isinstance(status, int) and status >= 400:
+        return False
     return None
 
 

@@ -7,7 +7,8 @@ the channel kind decides the typed decoder: ``book``, ``l1``, ``trades``, ``otc_
 private channel (counted). Control frames are recognised by shape: the text ``pong``,
 ``{"event": "subscribe"|"unsubscribe", "channel": [...]}``, ``{"event": "login", "success"}``
 and ``{"severity": "ERROR", ...}`` in both the current (``errors[].error.code``) and the
-pre-June-2023 (``error[].errorCode``) formats.
+pre-June-2023 (``error[].errorCode``) formats, and the REST-style
+``{"status": 400, "errorCode": -7, "message": "Authenticate failed"}`` (an error frame too).
 
 Fast path: book frames (``{"topic":"update:...``) go straight to a typed msgspec decoder
 whose level prices/amounts are parsed from the decimal strings by msgspec itself (lax mode,
@@ -127,8 +128,9 @@ class _OtcFrame(msgspec.Struct):
     sellQuantity: OptNum = None
     sellUnitPrice: OptNum = None
     sellTotalAmount: OptNum = None
-    status: str | None = None
-    reason: str | None = None
+    # documented as strings; BTSE's OTC status codes are numbers (30001 ...): both accepted
+    status: str | int | None = None
+    reason: str | int | None = None
     symbol: str | None = None
     timestamp: int | None = None
 
@@ -171,7 +173,7 @@ class Decoder:
         self._book = msgspec.json.Decoder(_BookFrame, strict=False)
         self._l1 = msgspec.json.Decoder(_L1Frame, strict=False)
         self._trades = msgspec.json.Decoder(_TradeFrame, strict=False)
-        self._otc = msgspec.json.Decoder(_OtcFrame)
+        self._otc = msgspec.json.Decoder(_OtcFrame, strict=False)
         self._any = msgspec.json.Decoder()
         self._exact = msgspec.json.Decoder(float_hook=Decimal)
         self.frames = 0
@@ -332,6 +334,8 @@ class Decoder:
             return self._data_frame(topic, raw, data, local_ts)
         if "severity" in obj:
             return self._error_frame(obj, data, local_ts)
+        if "errorCode" in obj and "status" in obj:
+            return self._status_error(obj, local_ts)
         event = obj.get("event")
         if event == "login":
             return self._login(obj, data, local_ts)
@@ -421,8 +425,8 @@ class Decoder:
             f.sellQuantity,
             f.sellUnitPrice,
             f.sellTotalAmount,
-            f.status,
-            f.reason,
+            _opt_str(f.status),
+            _opt_str(f.reason),
             f.timestamp * _MS if f.timestamp is not None else None,
             local_ts,
         )
@@ -461,6 +465,24 @@ class Decoder:
             return self._fail("error frame without 'errors' or 'error' list", data, None, local_ts)
         return ExchangeErrorFrame(severity, entries, local_ts)
 
+    def _status_error(self, obj: dict[str, Any], local_ts: int) -> ExchangeErrorFrame:
+        """BTSE's REST-style error object, ``{"status":400,"errorCode":-7,"message":
+        "Authenticate failed","extraData":null}`` (reference §2.4, seen by roq; ``errorCode``
+        10002 "User session is expired"): one entry, ``severity`` ``HTTP <status>``."""
+        code = obj.get("errorCode")
+        message = obj.get("message")
+        return ExchangeErrorFrame(
+            f"HTTP {obj.get('status')}",
+            [
+                ErrorEntry(
+                    None,
+                    code if isinstance(code, int) and not isinstance(code, bool) else None,
+                    str(message) if message is not None else str(code),
+                )
+            ],
+            local_ts,
+        )
+
     def _login(self, obj: dict[str, Any], data: str | bytes, local_ts: int) -> Record:
         success = obj.get("success")
         if not isinstance(success, bool):
@@ -473,6 +495,10 @@ class Decoder:
             str(message) if message is not None else None,
             local_ts,
         )
+
+
+def _opt_str(value: str | int | None) -> str | None:
+    return value if value is None or isinstance(value, str) else str(value)
 
 
 def _numbers_of(kind: str, obj: Any) -> list[Any]:

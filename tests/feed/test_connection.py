@@ -338,3 +338,15 @@ def test_login_result_reads_only_login_acks() -> None:
     assert login_result('{"event":"subscribe","channel":[]}') is None
     assert login_result("pong") is None
     assert login_result('{"event":"login"') is None
+
+
+def test_login_result_reads_btse_rest_style_auth_errors_as_refusals() -> None:
+    # reference §2.4: error objects seen by roq ("context likely REST, possibly WS")
+    refused = '{"status":400,"errorCode":-7,"message":"Authenticate failed","extraData":null}'
+    expired = b'{"status":400,"errorCode":10002,"message":"User session is expired. Please login again","extraData":null}'
+    assert login_result(refused) is False
+    assert login_result(expired) is False
+    # an old-format OSS error frame or a data frame carrying an errorCode is not a login reply
+    old = '{"severity":"ERROR","error":[{"arg":"update:BTCC-USD_0","errorCode":"MARKET_PAIR_NOT_SUPPORT"}]}'
+    assert login_result(old) is None
+    assert login_result('{"topic":"quote","status":400,"errorCode":1}') is None
