@@ -9,6 +9,10 @@
 -- has never been written (the Store writes a zero-row `_schema.parquet` anchor per table so
 -- that every view exists, with every column, even before the first row).
 --
+-- These views read published Parquet files only. `connect()` (and `btse-collector query`,
+-- unless --published-only) also adds the rows flushed to the open journals of a running
+-- collector, which plain DuckDB cannot read (collector/storage/live.py).
+--
 -- Every view keeps all columns of the files plus the Hive partition keys (`date`, and
 -- `product`/`symbol`/`server` which are also columns of the files: DuckDB takes them from
 -- the path, so filtering on them prunes whole folders). Timestamps are TIMESTAMPTZ (UTC).
