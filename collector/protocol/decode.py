@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal, Protocol
 import msgspec
 
 from collector.errors import CollectorError, InexactNumber
-from collector.protocol.numbers import _RUN_NEEDLE, _RUN_TABLE, exact_float, has_long_digit_run
+from collector.protocol.numbers import exact_float, has_long_digit_run
 from collector.protocol.records import (
     Ack,
     BookUpdate,
@@ -200,7 +200,7 @@ class Decoder:
                 if route is None:
                     route = self._route(topic)
                 if route is not None and route[1] == "book":
-                    if _RUN_NEEDLE in raw.translate(_RUN_TABLE):  # see numbers.has_long_digit_run
+                    if has_long_digit_run(raw):
                         problem = self._inexact(raw, "book")
                         if problem is not None:
                             return self._fail(problem, data, topic, local_ts)
@@ -227,8 +227,8 @@ class Decoder:
             route = self._route(frame.topic)
             if route is None:
                 return None
-        if route[1] != "book" or raw.translate(_RUN_TABLE).rfind(_RUN_NEEDLE) >= 0:
-            return None  # (rfind: measured ~1/3 faster than ``in`` on these runs of digits)
+        if route[1] != "book" or has_long_digit_run(raw):
+            return None
         self.frames += 1
         if self.validate_every:
             self._validate_countdown -= 1
