@@ -7,7 +7,8 @@ CONFIG ?= deploy/collector.yaml
 
 .PHONY: run test lint demo bench simulate clean
 
-$(STAMP): pyproject.toml
+# setup.py and the C source: a changed _speedups.c is rebuilt (pip install -e compiles it in place)
+$(STAMP): pyproject.toml setup.py collector/protocol/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

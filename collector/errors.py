@@ -18,6 +18,7 @@ carries its context as attributes, so logs and tests can read them without parsi
     │   ├── ExchangeError          BTSE sent an error frame (code, message, topic)
     │   ├── AuthError              authKeyExpires was refused
     │   └── BookInconsistency      gap, crossed book: resubscribe that topic only
+    ├── SpeedupsUnavailable        the C speedups were required but are not built or disabled
     ├── DecodeError                a frame that does not decode or match the spec (kept raw)
     │   └── InexactNumber          a price/amount float64 cannot hold exactly (> 15 digits)
     └── StorageError               the store cannot be written (disk full, permissions)
@@ -170,6 +171,14 @@ class BookInconsistency(FeedError):
         self.expected = expected
         self.received = received
         super().__init__(f"{kind} on {topic}: expected {expected}, received {received}")
+
+
+class SpeedupsUnavailable(CollectorError):
+    """The C speedups (collector.protocol._speedups) were required but cannot be used."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"the C speedups collector.protocol._speedups are {reason}")
 
 
 class DecodeError(CollectorError):

@@ -21,12 +21,20 @@ State machine (BTSE's sequencing rules, reference §3.6)::
 
 ``apply_delta`` returns an ``int`` outcome (no object per frame); the details of the last gap /
 duplicate (expected and received sequence numbers) are attributes of the book.
+
+Two implementations of the per-frame part (state, sides, ``apply_delta``, ``top_changed``):
+``PyBookCore`` here and ``BookCore`` of the C speedups (:mod:`native`), with the same fields and
+outcomes. ``OrderBook`` is built on the C one when it is there (``PyOrderBook`` always on the
+Python one); everything else (snapshots, top-N, depth) is shared Python (``_BookMethods``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from collector.protocol import native
 
 
 class BookState(Enum):
@@ -38,6 +46,11 @@ class BookState(Enum):
 SYNCING = BookState.SYNCING
 LIVE = BookState.LIVE
 RESYNCING = BookState.RESYNCING
+_STATES = (SYNCING, LIVE, RESYNCING)  # BookCore._state -> BookState
+_STATE_CODES = {state: code for code, state in enumerate(_STATES)}
+_SYNCING = 0
+_LIVE = 1
+_RESYNCING = 2
 
 # apply_delta outcomes
 APPLIED = 0  # applied, top of book unchanged
@@ -55,112 +68,44 @@ _NEG_INF = float("-inf")
 _POS_INF = float("inf")
 
 
-class OrderBook:
-    """One BTSE order book with its sequencing state. Not thread-safe; pure."""
+class PyBookCore:
+    """The per-frame part of an order book in pure Python (the twin of the C ``BookCore``)."""
 
     __slots__ = (
         "_best_ask",
         "_best_bid",
+        "_state",
         "_top",
         "asks",
         "bids",
-        "conn_id",
         "crossed_count",
         "duplicate_count",
         "expected_seq",
         "gap_count",
-        "grouping",
         "key",
         "last_seq",
-        "next_snapshot_us",
-        "product",
         "received_seq",
         "skipped_count",
         "skipped_since_sync",
-        "state",
-        "symbol",
-        "sync_count",
         "timestamp_us",
-        "topic",
     )
 
-    def __init__(self, product: str, symbol: str, grouping: int = 0, topic: str | None = None):
-        self.product = product
-        self.symbol = symbol
-        self.grouping = grouping
-        self.topic = topic
-        self.key = (product, symbol, grouping)
-        self.conn_id: str | None = None  # the connection that feeds it (set by the owner)
-        self.state = SYNCING
-        self.bids: dict[float, float] = {}
-        self.asks: dict[float, float] = {}
-        self._best_bid = _NEG_INF  # cached best prices (-inf / +inf: that side is empty)
-        self._best_ask = _POS_INF
-        self._top: tuple[float | None, float | None, float | None, float | None] = (
-            None,
-            None,
-            None,
-            None,
-        )
-        self.last_seq = -1
-        self.next_snapshot_us = 0  # scheduling field for the owner (normalizer)
-        self.timestamp_us: int | None = None
-        self.expected_seq: int | None = None
-        self.received_seq: int | None = None
-        self.skipped_count = 0  # deltas not applied because not LIVE (all time)
-        self.skipped_since_sync = 0  # ... since the last snapshot
-        self.duplicate_count = 0
-        self.gap_count = 0
-        self.crossed_count = 0
-        self.sync_count = 0
-
-    # -- state ---------------------------------------------------------------------------
-
-    def reset(self) -> None:
-        """Back to SYNCING with an empty book (disconnect, resubscribe sent)."""
-        self.state = SYNCING
-        self.bids.clear()
-        self.asks.clear()
-        self._best_bid = _NEG_INF
-        self._best_ask = _POS_INF
-        self._top = (None, None, None, None)
-        self.last_seq = -1
-
-    def mark_resyncing(self) -> None:
-        """Move to RESYNCING (e.g. the caller decided to resubscribe)."""
-        self.state = RESYNCING
-
-    # -- applying ------------------------------------------------------------------------
-
-    def apply_snapshot(
-        self,
-        bids: Iterable[Level],
-        asks: Iterable[Level],
-        seq: int,
-        timestamp_us: int | None = None,
-    ) -> int:
-        """Replace the whole book (any state) and go LIVE; returns APPLIED_TOP or CROSSED.
-
-        A repeated price keeps its last amount; zero amounts are not levels. A crossed
-        snapshot is kept (so it can be inspected) but the book goes to RESYNCING.
-        """
-        self.bids = {p: a for p, a in dict(bids).items() if a}
-        self.asks = {p: a for p, a in dict(asks).items() if a}
-        self._best_bid = max(self.bids, default=_NEG_INF)
-        self._best_ask = min(self.asks, default=_POS_INF)
-        self.last_seq = seq
-        self.timestamp_us = timestamp_us
-        self.state = LIVE
-        self.sync_count += 1
-        self.skipped_since_sync = 0
-        self.top_changed()
-        if self.is_crossed():
-            self.crossed_count += 1
-            self.expected_seq = None
-            self.received_seq = seq
-            self.state = RESYNCING
-            return CROSSED
-        return APPLIED_TOP
+    bids: dict[float, float]
+    asks: dict[float, float]
+    _best_bid: float
+    _best_ask: float
+    _state: int
+    _top: tuple[float | None, float | None, float | None, float | None]
+    last_seq: int
+    timestamp_us: int | None
+    expected_seq: int | None
+    received_seq: int | None
+    skipped_count: int
+    skipped_since_sync: int
+    duplicate_count: int
+    gap_count: int
+    crossed_count: int
+    key: tuple[str, str, int]
 
     def apply_delta(
         self,
@@ -172,7 +117,7 @@ class OrderBook:
     ) -> int:
         """Apply one delta (absolute amounts, 0 deletes); returns an outcome constant."""
         last = self.last_seq
-        if self.state is not LIVE or seq <= last or prev_seq != last:
+        if self._state != _LIVE or seq <= last or prev_seq != last:
             return self._not_applied(seq, prev_seq)
         touched = False  # did a level at or better than the best price change?
         if bids:
@@ -221,13 +166,13 @@ class OrderBook:
             self.crossed_count += 1
             self.expected_seq = None
             self.received_seq = seq
-            self.state = RESYNCING
+            self._state = _RESYNCING
             return CROSSED
         return APPLIED_TOP if self.top_changed() else APPLIED
 
     def _not_applied(self, seq: int, prev_seq: int) -> int:
         """The outcome of a delta that is not applied: SKIPPED, DUPLICATE or GAP."""
-        if self.state is not LIVE:
+        if self._state != _LIVE:
             self.skipped_count += 1
             self.skipped_since_sync += 1
             return SKIPPED
@@ -240,7 +185,7 @@ class OrderBook:
         self.gap_count += 1
         self.expected_seq = last
         self.received_seq = prev_seq
-        self.state = RESYNCING
+        self._state = _RESYNCING
         return GAP
 
     def top_changed(self) -> bool:
@@ -257,6 +202,110 @@ class OrderBook:
             self._top = top
             return True
         return False
+
+
+# for mypy the shared methods see the fields and methods of the core (both cores have them)
+if TYPE_CHECKING:
+    _Core = PyBookCore
+else:
+    _Core = object
+
+
+class _BookMethods(_Core):
+    """What both implementations share: construction, snapshots, state, reading."""
+
+    if not TYPE_CHECKING:  # no instance layout of its own (mypy: the fields are declared below)
+        __slots__ = ()
+
+    if TYPE_CHECKING:  # the fields of the owner (the core's come from PyBookCore, see above)
+        product: str
+        symbol: str
+        grouping: int
+        topic: str | None
+        conn_id: str | None
+        next_snapshot_us: int
+        sync_count: int
+
+    def __init__(self, product: str, symbol: str, grouping: int = 0, topic: str | None = None):
+        self.product = product
+        self.symbol = symbol
+        self.grouping = grouping
+        self.topic = topic
+        self.key = (product, symbol, grouping)
+        self.conn_id = None  # the connection that feeds it (set by the owner)
+        self._state = _SYNCING
+        self.bids = {}
+        self.asks = {}
+        self._best_bid = _NEG_INF  # cached best prices (-inf / +inf: that side is empty)
+        self._best_ask = _POS_INF
+        self._top = (None, None, None, None)
+        self.last_seq = -1
+        self.next_snapshot_us = 0  # scheduling field for the owner (normalizer)
+        self.timestamp_us = None
+        self.expected_seq = None
+        self.received_seq = None
+        self.skipped_count = 0  # deltas not applied because not LIVE (all time)
+        self.skipped_since_sync = 0  # ... since the last snapshot
+        self.duplicate_count = 0
+        self.gap_count = 0
+        self.crossed_count = 0
+        self.sync_count = 0
+
+    @property
+    def state(self) -> BookState:
+        return _STATES[self._state]
+
+    @state.setter
+    def state(self, value: BookState) -> None:
+        self._state = _STATE_CODES[value]
+
+    # -- state ---------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Back to SYNCING with an empty book (disconnect, resubscribe sent)."""
+        self._state = _SYNCING
+        self.bids.clear()
+        self.asks.clear()
+        self._best_bid = _NEG_INF
+        self._best_ask = _POS_INF
+        self._top = (None, None, None, None)
+        self.last_seq = -1
+
+    def mark_resyncing(self) -> None:
+        """Move to RESYNCING (e.g. the caller decided to resubscribe)."""
+        self._state = _RESYNCING
+
+    # -- applying ------------------------------------------------------------------------
+
+    def apply_snapshot(
+        self,
+        bids: Iterable[Level],
+        asks: Iterable[Level],
+        seq: int,
+        timestamp_us: int | None = None,
+    ) -> int:
+        """Replace the whole book (any state) and go LIVE; returns APPLIED_TOP or CROSSED.
+
+        A repeated price keeps its last amount; zero amounts are not levels. A crossed
+        snapshot is kept (so it can be inspected) but the book goes to RESYNCING.
+        """
+        self.bids = {p: a for p, a in dict(bids).items() if a}
+        self.asks = {p: a for p, a in dict(asks).items() if a}
+        self._best_bid = max(self.bids, default=_NEG_INF)
+        self._best_ask = min(self.asks, default=_POS_INF)
+        self.last_seq = seq
+        self.timestamp_us = timestamp_us
+        self._state = _LIVE
+        self.sync_count += 1
+        self.skipped_since_sync = 0
+        self.top_changed()
+        if self.is_crossed():
+            self.crossed_count += 1
+            self.expected_seq = None
+            self.received_seq = seq
+            self._state = _RESYNCING
+            return CROSSED
+        return APPLIED_TOP
 
     # -- reading -------------------------------------------------------------------------
 
@@ -296,3 +345,38 @@ class OrderBook:
             f"OrderBook({self.product}:{self.symbol}_{self.grouping} {self.state.value} "
             f"seq={self.last_seq} bids={len(self.bids)} asks={len(self.asks)} top={self._top})"
         )
+
+_OWNER_SLOTS = ("conn_id", "grouping", "next_snapshot_us", "product", "symbol", "sync_count", "topic")
+
+
+class PyOrderBook(_BookMethods, PyBookCore):
+    """One BTSE order book with its sequencing state, pure Python. Not thread-safe; pure."""
+
+    __slots__ = _OWNER_SLOTS
+
+
+def _c_order_book() -> type[Any] | None:
+    if native.speedups is None:
+        return None
+
+    class COrderBook(_BookMethods, native.speedups.BookCore):  # type: ignore[misc,name-defined]
+        """One BTSE order book with its sequencing state, on the C core. Not thread-safe."""
+
+        __slots__ = _OWNER_SLOTS
+
+    COrderBook.__module__ = __name__
+    COrderBook.__qualname__ = "COrderBook"
+    return COrderBook
+
+
+COrderBook = _c_order_book()
+
+if TYPE_CHECKING:
+    OrderBook = PyOrderBook
+else:
+    OrderBook = COrderBook or PyOrderBook
+
+
+def book_class(speedups: bool | None = None) -> type[PyOrderBook]:
+    """The OrderBook class: on the C core (``speedups`` True, or None and built) or Python."""
+    return COrderBook if native.use_speedups(speedups) else PyOrderBook  # type: ignore[return-value]

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from collector.protocol import native
 from collector.protocol.book import (
     APPLIED_TOP,
     CROSSED,
@@ -38,6 +39,7 @@ from collector.protocol.book import (
     LIVE,
     SKIPPED,
     OrderBook,
+    book_class,
 )
 from collector.protocol.commands import (
     Acknowledged,
@@ -61,7 +63,7 @@ from collector.protocol.records import (
     Record,
     Trades,
 )
-from collector.protocol.rows import SNAPSHOT_DEPTH, TableBuffers
+from collector.protocol.rows import SNAPSHOT_DEPTH, Levels, TableBuffers, book_quote_row
 from collector.protocol.symbols import canonical_symbol
 
 
@@ -79,6 +81,29 @@ log = _LazyLog()
 
 BookKey = tuple[str, str, int]
 DETAIL_LIMIT = 500  # characters of raw text copied into an events row (raw table has it all)
+
+
+def py_apply_delta_rows(
+    book: OrderBook,
+    bids: Levels,
+    asks: Levels,
+    seq: int,
+    prev_seq: int,
+    timestamp_us: int,
+    local_ts: int,
+    book_changes: Any,
+    quotes: list[tuple[Any, ...]],
+) -> int:
+    """One delta applied to ``book``; when applied, its ``book_changes`` rows and, when the top
+    of book changed, its ``quotes`` row (``source=book``). The pure-Python twin of the C
+    speedups' ``apply_delta_rows`` (the normalizer's per-frame hot path)."""
+    outcome = book.apply_delta(bids, asks, seq, prev_seq, timestamp_us)
+    if outcome <= APPLIED_TOP:
+        key = book.key
+        book_changes.append(key, timestamp_us, local_ts, False, seq, prev_seq, bids, asks)
+        if outcome == APPLIED_TOP:
+            quotes.append(book_quote_row(key, timestamp_us, local_ts, book, seq))
+    return outcome
 
 
 class ServerLike(Protocol):
@@ -162,6 +187,7 @@ class Normalizer:
         snapshot_depth: int = SNAPSHOT_DEPTH,
         validate_sample_rate: float = 0.001,
         trade_memory: int = 4096,
+        speedups: bool | None = None,
     ) -> None:
         if snapshot_interval_s <= 0:
             raise ValueError(f"snapshot_interval_s must be > 0, got {snapshot_interval_s}")
@@ -176,7 +202,14 @@ class Normalizer:
         self.snapshot_depth = snapshot_depth
         self.validate_every = round(1 / validate_sample_rate) if validate_sample_rate else 0
         self.trade_memory = trade_memory
-        self.buffers = TableBuffers()
+        self.speedups = native.use_speedups(speedups)  # None: the C speedups if built
+        self._book_class = book_class(self.speedups)
+        self._apply_delta_rows = (
+            native.speedups.apply_delta_rows
+            if self.speedups and native.speedups is not None
+            else py_apply_delta_rows
+        )
+        self.buffers = TableBuffers(speedups=self.speedups)
         self.books: dict[BookKey, OrderBook] = {}
         self.stats = NormalizerStats()
         self._servers: dict[str, tuple[Decoder, dict[str, tuple[str, OrderBook]]]] = {}
@@ -203,7 +236,9 @@ class Normalizer:
         without it, it propagates."""
         out: list[Command] = []
         servers = self._servers
-        add_levels = self.buffers.add_levels
+        apply_delta_rows = self._apply_delta_rows
+        book_changes = self.buffers.book_changes
+        quotes = self.buffers.quote_rows
         stats = self.stats
         n = 0
         for frame_in in frames:
@@ -223,22 +258,18 @@ class Normalizer:
                         if cached is not None and cached[0] == d.symbol and d.type == "delta":
                             book = cached[1]
                             book.conn_id = conn_id
-                            ts = d.timestamp * 1000
-                            seq = d.seqNum
-                            prev = d.prevSeqNum
-                            outcome = book.apply_delta(d.bids, d.asks, seq, prev, ts)
+                            outcome = apply_delta_rows(
+                                book,
+                                d.bids,
+                                d.asks,
+                                d.seqNum,
+                                d.prevSeqNum,
+                                d.timestamp * 1000,
+                                local_ts,
+                                book_changes,
+                                quotes,
+                            )
                             if outcome <= APPLIED_TOP:
-                                add_levels(
-                                    book.key,
-                                    ts,
-                                    local_ts,
-                                    False,
-                                    seq,
-                                    prev,
-                                    d.bids,
-                                    d.asks,
-                                    book if outcome == APPLIED_TOP else None,
-                                )
                                 if local_ts >= book.next_snapshot_us:
                                     self._book_snapshot(book, local_ts)
                                 continue
@@ -271,7 +302,9 @@ class Normalizer:
         key = (rec.product, rec.symbol, rec.grouping)
         book = self.books.get(key)
         if book is None:
-            book = self.books[key] = OrderBook(rec.product, rec.symbol, rec.grouping, rec.topic)
+            book = self.books[key] = self._book_class(
+                rec.product, rec.symbol, rec.grouping, rec.topic
+            )
         book.conn_id = conn_id
         if rec.is_snapshot:
             if self._snapshot(conn_id, book, rec) == CROSSED:  # BTSE's rule: resubscribe
@@ -490,7 +523,7 @@ class Normalizer:
         for key in sorted(keys):
             book = self.books.get(key)
             if book is None:
-                book = self.books[key] = OrderBook(*key)
+                book = self.books[key] = self._book_class(*key)
             book.reset()
             book.conn_id = conn_id
 

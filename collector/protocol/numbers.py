@@ -8,9 +8,10 @@ is exact only if it is the shortest text of its double (``0.30000000000000004``,
 JSON serializer writes for trade prices): it is accepted when ``repr`` gives the same decimal
 back, refused otherwise (``1.0000000000000001`` would become ``1.0``) — never silently rounded.
 
-The check is cheap enough for the hot path: ``has_long_digit_run`` maps every byte of the raw
-frame to ``1`` (digit or ``.``) or a space with one ``bytes.translate`` and looks for sixteen
-``1`` in a row. A number with more than 15 significant digits always contains such a run; a
+The check is cheap enough for the hot path: ``has_long_digit_run`` looks for sixteen digits or
+dots in a row (in pure Python: every byte of the raw frame mapped to ``1`` or a space with one
+``bytes.translate``, then a substring search; in C: every 16th byte first, walking back only
+from a digit). A number with more than 15 significant digits always contains such a run; a
 frame without one is proven exact without looking at single values. A frame with a run (a long
 but harmless ``"0.000000001234"``, or a real 17-digit value) goes to the precise check,
 ``exact_float``, which counts significant digits with :class:`decimal.Decimal` and, above 15,
@@ -23,6 +24,7 @@ import math
 from decimal import Decimal, InvalidOperation
 
 from collector.errors import InexactNumber
+from collector.protocol import native
 
 MAX_SIGNIFICANT_DIGITS = 15
 
@@ -33,13 +35,20 @@ _RUN_TABLE = bytes(0x31 if (0x30 <= b <= 0x39 or b == 0x2E) else 0x20 for b in r
 _RUN_NEEDLE = b"1" * (MAX_SIGNIFICANT_DIGITS + 1)
 
 
-def has_long_digit_run(raw: bytes) -> bool:
+def py_has_long_digit_run(raw: bytes) -> bool:
     """True if ``raw`` holds 16 or more consecutive digits/dots (a possibly inexact number).
 
     False proves that every number in the frame (quoted or not) has at most 15 significant
     digits. True only means "check the values one by one" (``exact_float``).
     """
     return _RUN_NEEDLE in raw.translate(_RUN_TABLE)
+
+
+#: :func:`py_has_long_digit_run`, or its C twin (the same answer, ~4x faster: it looks at every
+#: 16th byte first and skips the frame's runs of letters and punctuation) when built.
+has_long_digit_run = (
+    native.speedups.has_long_digit_run if native.speedups is not None else py_has_long_digit_run
+)
 
 
 def significant_digits(value: Decimal) -> int:

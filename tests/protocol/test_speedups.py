@@ -1,0 +1,358 @@
+"""The C speedups against their pure-Python twins: same books, outcomes, rows and hand-over.
+
+Every piece of ``collector/protocol/_speedups.c`` has a Python twin; these tests feed both the
+same input and compare everything observable. ``test_pure_python_suite`` runs the whole
+protocol suite again with ``BTSE_COLLECTOR_PURE_PYTHON=1`` so the fallback keeps working.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.errors import SpeedupsUnavailable
+from collector.protocol import native
+from collector.protocol.book import (
+    APPLIED,
+    APPLIED_TOP,
+    CROSSED,
+    DUPLICATE,
+    GAP,
+    RESYNCING,
+    SKIPPED,
+    OrderBook,
+    PyOrderBook,
+    book_class,
+)
+from collector.protocol.normalizer import Normalizer, py_apply_delta_rows
+from collector.protocol.numbers import py_has_long_digit_run
+from collector.protocol.rows import (
+    PyBookChanges,
+    new_book_changes,
+    py_columns_of,
+    take_book_changes,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(
+    native.speedups is None and os.environ.get(native.ENV_PURE_PYTHON, "") not in ("", "0"),
+    reason=f"C speedups disabled by {native.ENV_PURE_PYTHON}",
+)
+
+S: Any = native.speedups
+
+
+class _Registry:
+    def server(self, name: str) -> Any:
+        raise AssertionError("not used")
+
+    def match(self, product: str, topic: str) -> None:
+        return None
+
+    def validate(self, channel: Any, payload: Any) -> None:
+        return None
+
+
+def test_speedups_are_built_and_used_by_default() -> None:
+    # `make test` builds them (setup.py); a silent build failure must not pass unnoticed
+    assert S is not None, "collector.protocol._speedups is not built: pip install -e ."
+    assert native.implementation() == "c"
+    assert OrderBook is book_class(True) and OrderBook is not PyOrderBook
+    assert isinstance(OrderBook("spot", "BTC-USD"), S.BookCore)
+    assert Normalizer(_Registry()).speedups is True
+    assert type(new_book_changes()) is S.BookChanges
+
+
+# -- books: random streams through both cores -----------------------------------------------
+
+PRICES = st.sampled_from([99.0, 99.5, 100.0, 100.5, 101.0, 101.5, 102.0, 1e-8, 65000.25])
+AMOUNTS = st.sampled_from([0.0, 0.0, 1.0, 2.5, 0.00012, 3.0])
+LEVELS = st.lists(st.tuples(PRICES, AMOUNTS), max_size=8)
+
+
+def _observe(book: Any) -> tuple[Any, ...]:
+    return (
+        book.state,
+        dict(book.bids),
+        dict(book.asks),
+        book.top,
+        book.best_bid(),
+        book.best_ask(),
+        book.last_seq,
+        book.timestamp_us,
+        book.expected_seq,
+        book.received_seq,
+        book.skipped_count,
+        book.skipped_since_sync,
+        book.duplicate_count,
+        book.gap_count,
+        book.crossed_count,
+        book.sync_count,
+        book.depth(),
+    )
+
+
+STEP = st.one_of(
+    st.tuples(st.just("snapshot"), LEVELS, LEVELS, st.integers(0, 40)),
+    st.tuples(st.just("delta"), LEVELS, LEVELS, st.integers(0, 40), st.integers(-2, 2)),
+    st.tuples(st.just("reset")),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(STEP, max_size=40))
+def test_c_core_equals_python_core_on_random_streams(steps: list[tuple[Any, ...]]) -> None:
+    c_book, py_book = book_class(True)("spot", "X-Y"), PyOrderBook("spot", "X-Y")
+    for step in steps:
+        outcomes = []
+        for book in (c_book, py_book):
+            if step[0] == "snapshot":
+                outcomes.append(book.apply_snapshot(step[1], step[2], step[3], timestamp_us=7))
+            elif step[0] == "reset":
+                book.reset()
+            else:
+                _, bids, asks, _seq, skew = step
+                prev = book.last_seq + skew  # mostly in sequence, sometimes a gap/duplicate
+                outcomes.append(book.apply_delta(bids, asks, book.last_seq + 1 + skew, prev, 9))
+        assert len(set(outcomes)) <= 1, (step, outcomes)
+        assert _observe(c_book) == _observe(py_book), step
+
+
+def test_c_core_outcomes_by_name() -> None:
+    book = book_class(True)("spot", "BTC-USD")
+    assert book.apply_delta([(1.0, 1.0)], [], 2, 1) == SKIPPED
+    book.apply_snapshot([(100.0, 1.0)], [(101.0, 1.0)], 10)
+    assert book.apply_delta([(99.0, 1.0)], [], 11, 10) == APPLIED
+    assert book.apply_delta([(100.5, 1.0)], [], 12, 11) == APPLIED_TOP
+    assert book.apply_delta([(100.5, 9.0)], [], 12, 11) == DUPLICATE
+    assert (book.expected_seq, book.received_seq) == (12, 12)
+    assert book.apply_delta([(102.0, 1.0)], [], 13, 12) == CROSSED
+    assert book.state is RESYNCING and book.received_seq == 13 and book.expected_seq is None
+    book.apply_snapshot([(100.0, 1.0)], [(101.0, 1.0)], 20)
+    assert book.apply_delta([], [], 23, 22) == GAP
+    assert (book.expected_seq, book.received_seq, book.gap_count) == (20, 22, 1)
+
+
+def test_c_core_leaves_the_book_untouched_on_a_bad_level() -> None:
+    book = book_class(True)("spot", "BTC-USD")
+    book.apply_snapshot([(100.0, 1.0)], [(101.0, 1.0)], 10)
+    before = _observe(book)
+    for bids, message in (
+        ([(99.0, 1.0), ("99.5", 1.0)], "price must be a number"),
+        ([(99.0, 1.0), (99.5, None)], "amount must be a number"),
+        ([(99.0, 1.0), (99.5,)], r"not a \(price, amount\) pair"),
+        ([(99.0, 1.0), (99.5, True)], "amount must be a number"),
+    ):
+        with pytest.raises(TypeError, match=message):
+            book.apply_delta(bids, [], 11, 10)
+        assert _observe(book) == before
+    with pytest.raises(TypeError, match="seq must be an int"):
+        book.apply_delta([], [], "11", 10)
+    assert book.apply_delta([(99.0, 1.0)], [], 11, 10) == APPLIED  # still in sequence
+
+
+def test_c_core_accepts_ints_and_lists_like_python() -> None:
+    c_book, py_book = book_class(True)("spot", "X"), PyOrderBook("spot", "X")
+    for book in (c_book, py_book):
+        book.apply_snapshot([[100, 1]], [[101, 2]], 1)
+        assert book.apply_delta([[100, 0], [99, 3]], [[101, 5]], 2, 1) == APPLIED_TOP
+    assert _observe(c_book) == _observe(py_book)
+    assert c_book.top == (99.0, 3, 101.0, 5)
+
+
+# -- rows: apply_delta_rows and BookChanges ---------------------------------------------------
+
+
+def _columns(batch: dict[str, Any]) -> dict[str, list[Any]]:
+    return {k: (v if isinstance(v, list) else v.to_pylist()) for k, v in batch.items()}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(LEVELS, LEVELS, st.integers(-1, 1)), max_size=30))
+def test_apply_delta_rows_c_equals_python(deltas: list[tuple[Any, Any, int]]) -> None:
+    results = []
+    for speedups in (True, False):
+        book = book_class(speedups)("spot", "BTC-USD", 0)
+        book.apply_snapshot([(100.0, 1.0), (99.0, 2.0)], [(101.0, 1.0)], 100)
+        rows = new_book_changes(speedups)
+        quotes: list[tuple[Any, ...]] = []
+        apply = S.apply_delta_rows if speedups else py_apply_delta_rows
+        outcomes = []
+        for i, (bids, asks, skew) in enumerate(deltas):
+            seq = book.last_seq + 1 + skew
+            outcomes.append(apply(book, bids, asks, seq, seq - 1, 1000 * i, 5 + i, rows, quotes))
+        results.append((outcomes, _columns(take_book_changes(rows)), quotes, _observe(book)))
+    assert results[0] == results[1]
+
+
+def test_book_changes_c_equals_python_with_null_timestamps_and_many_books() -> None:
+    batches = []
+    for speedups in (True, False):
+        rows = new_book_changes(speedups)
+        rows.append(("spot", "BTC-USD", 0), 1_000, 5, True, 10, 9, [(1.5, 2.0)], [(2.5, 1.0)])
+        rows.append(("futures", "BTC-PERP", 2), None, 6, False, 11, 10, [], [(2.75, 0.0)])
+        rows.append(("spot", "BTC-USD", 0), 2_000, 7, False, 12, 11, [(1.25, 3.0)], [])
+        rows.append(("spot", "ETH-USD", 0), 3_000, 8, False, 1, 0, [], [])  # no rows
+        assert len(rows) == 4
+        batch = take_book_changes(rows)
+        assert len(rows) == 0
+        batches.append(batch)
+    c, py = batches
+    assert list(c) == list(py)
+    for name in c:
+        assert c[name].type == py[name].type, name
+        assert c[name].to_pylist() == py[name].to_pylist(), name
+    assert c["timestamp"].to_pylist() == [1_000, 1_000, None, 2_000]
+    assert c["side"].to_pylist() == ["bid", "ask", "ask", "bid"]
+    assert c["is_snapshot"].to_pylist() == [True, True, False, False]
+    assert c["symbol"].to_pylist() == ["BTC-USD", "BTC-USD", "BTC-PERP", "BTC-USD"]
+    assert c["grouping"].to_pylist() == [0, 0, 2, 0]
+    for rows in (new_book_changes(True), PyBookChanges()):  # empty batches have the types too
+        empty = take_book_changes(rows)
+        assert {k: (v.type, len(v)) for k, v in empty.items()} == {
+            k: (v.type, 0) for k, v in c.items()
+        }
+
+
+def test_book_changes_batches_do_not_leak_book_indexes() -> None:
+    rows = new_book_changes(True)
+    book = book_class(True)("spot", "A-B")
+    book.apply_snapshot([(1.0, 1.0)], [(2.0, 1.0)], 1)
+    other = ("spot", "C-D", 0)
+    quotes: list[tuple[Any, ...]] = []
+    rows.append(other, 1, 1, False, 1, 0, [(5.0, 1.0)], [])
+    S.apply_delta_rows(book, [(1.5, 1.0)], [], 2, 1, 10, 10, rows, quotes)
+    first = _columns(take_book_changes(rows))
+    assert first["symbol"] == ["C-D", "A-B"]
+    S.apply_delta_rows(book, [(1.25, 1.0)], [], 3, 2, 11, 11, rows, quotes)  # new batch: index 0
+    second = _columns(take_book_changes(rows))
+    assert second["symbol"] == ["A-B"] and second["price"] == [1.25]
+    assert [q[:2] for q in quotes] == [("spot", "A-B")]  # only the first one moved the top
+
+
+def test_book_changes_rejects_bad_input_with_a_clear_error() -> None:
+    rows = new_book_changes(True)
+    with pytest.raises(TypeError, match=r"\(product, symbol, grouping\)"):
+        rows.append("BTC-USD", 1, 1, False, 1, 0, [(1.0, 1.0)], [])
+    with pytest.raises(TypeError, match="timestamp must be an int"):
+        rows.append(("spot", "A", 0), 1.5, 1, False, 1, 0, [(1.0, 1.0)], [])
+    with pytest.raises(TypeError, match=r"not a \(price, amount\) pair"):
+        rows.append(("spot", "A", 0), 1, 1, False, 1, 0, [1.0], [])
+    assert len(rows) == 0
+    with pytest.raises(TypeError, match="apply_delta_rows needs"):
+        S.apply_delta_rows(PyOrderBook("spot", "A"), [], [], 1, 0, 1, 1, rows, [])
+
+
+# -- the scan and the transpose ---------------------------------------------------------------
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=80) | st.text(alphabet="0123456789.,\"a ]", max_size=80).map(str.encode))
+def test_digit_run_scan_c_equals_python(raw: bytes) -> None:
+    assert S.has_long_digit_run(raw) == py_has_long_digit_run(raw)
+    assert S.has_long_digit_run(bytearray(raw)) == py_has_long_digit_run(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"1" * 15, False),
+        (b"1" * 16, True),
+        (b"x" + b"1" * 16, True),
+        (b"1" * 15 + b"x" + b"1" * 15, False),
+        (b'"0.000000000012345"', True),
+        (b'{"timestamp":1790133628076,"seqNum":1234567}', False),
+    ],
+)
+def test_digit_run_scan_edges(raw: bytes, expected: bool) -> None:
+    assert S.has_long_digit_run(raw) is expected
+    assert py_has_long_digit_run(raw) is expected
+
+
+def test_columns_of_c_equals_python() -> None:
+    rows = [(1, "a", None, 2.5), (2, "b", 3, None)]
+    assert S.columns_of(rows, 4) == py_columns_of(rows, 4) == [[1, 2], ["a", "b"], [None, 3], [2.5, None]]
+    assert S.columns_of([], 3) == [[], [], []]
+    with pytest.raises(ValueError, match="row 1 is not a tuple of 4 values"):
+        S.columns_of([(1, 2, 3, 4), (1, 2, 3)], 4)
+
+
+# -- the whole normalizer, both ways ----------------------------------------------------------
+
+
+def test_normalizer_c_equals_python_on_a_stream_with_gaps_duplicates_and_crossing(
+    registry: Any,
+) -> None:
+    def frame(seq: int, kind: str, bids: Any, asks: Any, prev: int | None = None) -> str:
+        import json
+
+        data = {
+            "bids": [[str(p), str(a)] for p, a in bids],
+            "asks": [[str(p), str(a)] for p, a in asks],
+            "seqNum": seq,
+            "prevSeqNum": seq - 1 if prev is None else prev,
+            "type": kind,
+            "symbol": "BTC-USD",
+            "timestamp": 1_790_000_000_000 + seq,
+        }
+        return json.dumps({"topic": "update:BTC-USD_0", "data": data})
+
+    frames = [
+        frame(10, "delta", [(99, 1)], []),  # before any snapshot: skipped
+        frame(11, "snapshot", [(100, 1), (99, 2)], [(102, 1), (101, 1)]),
+        frame(12, "delta", [(100.5, 1)], []),
+        frame(12, "delta", [(100.5, 7)], []),  # duplicate
+        frame(13, "delta", [(100, 0)], [(101, 3)]),
+        frame(15, "delta", [(98, 1)], [], prev=14),  # gap
+        frame(20, "snapshot", [(100, 1)], [(101, 1)]),
+        frame(21, "delta", [(101.5, 1)], []),  # crossed
+        frame(30, "snapshot", [(100, 1)], [(101, 1)]),
+        frame(31, "delta", [(100, 0)], [(101, 0)]),  # both sides empty
+        frame(32, "delta", [(90, 1)], [(110, 1)]),
+    ]
+    outputs = []
+    for speedups in (True, False):
+        norm = Normalizer(registry, snapshot_interval_s=1.0, speedups=speedups)
+        commands = norm.feed_many(("c#1", "spot_oss", f, 1_000 + i) for i, f in enumerate(frames))
+        tables = {t: _columns(cols) for t, cols in norm.buffers.take_all().items()}
+        outputs.append((commands, tables, norm.stats))
+    assert outputs[0] == outputs[1]
+    assert outputs[0][2].gaps == outputs[0][2].crossed == outputs[0][2].duplicates == 1
+
+
+def test_requiring_speedups_when_disabled_is_a_typed_error() -> None:
+    code = (
+        "from collector.protocol import native\n"
+        "from collector.errors import SpeedupsUnavailable\n"
+        "assert native.speedups is None and native.implementation() == 'python'\n"
+        "try:\n    native.use_speedups(True)\nexcept SpeedupsUnavailable as e:\n    print(e)\n"
+    )
+    env = {**os.environ, native.ENV_PURE_PYTHON: "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert f"disabled by {native.ENV_PURE_PYTHON}" in out.stdout
+    assert issubclass(SpeedupsUnavailable, Exception)
+
+
+@pytest.mark.slow
+def test_pure_python_suite() -> None:
+    """The protocol tests pass on the pure-Python twins too (the fallback without a compiler)."""
+    env = {**os.environ, native.ENV_PURE_PYTHON: "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/protocol"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout
