@@ -14,7 +14,9 @@ pipelines in the same process, on the same frames:
   C extension (``ob.bids.index(0)`` for the best price), deltas kept as tuples.
 
 Reported: CPU µs per frame for each (best of several rounds, GC enabled), the breakdown of
-ours (decode only, decode + book, feed without hand-over), ours under the daemon's GC settings,
+ours (decode only, decode + book, feed without hand-over) with the C speedups when built and
+again with their pure-Python twins (a child process with ``BTSE_COLLECTOR_PURE_PYTHON=1``),
+ours under the daemon's GC settings,
 ours plus the Store's ``to_arrow`` of every hand-over (the whole way to an Arrow table), and
 the ratios naive/ours and C/ours.
 """
@@ -142,7 +144,7 @@ def run_ours_feed_only(frames: list[str], registry: Any) -> Any:
     norm = Normalizer(registry, snapshot_interval_s=1.0, validate_sample_rate=0.001)
     for run in _runs(frames):
         norm.feed_many(run)
-        norm.buffers = type(norm.buffers)()  # drop rows without converting them
+        norm.buffers = type(norm.buffers)(speedups=norm.speedups)  # drop rows unconverted
     return norm
 
 
@@ -303,6 +305,51 @@ def _best(fn: Callable[[], Any], n_frames: int, rounds: int = ROUNDS) -> float:
     return best / n_frames * 1e6
 
 
+def measure_ours(frames: list[str], registry: Any) -> dict[str, float]:
+    """CPU µs per frame of our pipeline and its pieces, with whatever implementation this
+    process runs (the C speedups when built, or pure Python)."""
+    n = len(frames)
+    return {
+        "ours_decode_apply_rows": _best(lambda: run_ours(frames, registry), n),
+        "ours_feed_without_handover": _best(lambda: run_ours_feed_only(frames, registry), n),
+        "ours_decode_only": _best(lambda: run_decode_only(frames, registry), n),
+        "ours_decode_apply": _best(lambda: run_decode_apply(frames, registry), n),
+    }
+
+
+def _pure_python_child() -> None:
+    """Entry point of the child process that measures the pure-Python twins."""
+    from collector.protocol import native
+    from collector.specs import load_registry
+
+    assert native.speedups is None, "the child must run with BTSE_COLLECTOR_PURE_PYTHON=1"
+    print(json.dumps(measure_ours(make_stream(), load_registry())))
+
+
+def measure_pure_python() -> dict[str, float]:
+    """:func:`measure_ours` in a child process with ``BTSE_COLLECTOR_PURE_PYTHON=1`` (the
+    fallback when no C compiler was there at install time)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from collector.protocol import native
+
+    env = {**os.environ, native.ENV_PURE_PYTHON: "1"}
+    code = "from bench.bench_1_protocol import _pure_python_child; _pure_python_child()"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def run() -> dict[str, Any]:
     import logging
 
@@ -330,10 +377,15 @@ def run() -> dict[str, Any]:
         ours["top"][2],
     )
 
-    t_ours = _best(lambda: run_ours(frames, registry), n)
-    t_feed = _best(lambda: run_ours_feed_only(frames, registry), n)
-    t_decode = _best(lambda: run_decode_only(frames, registry), n)
-    t_apply = _best(lambda: run_decode_apply(frames, registry), n)
+    from collector.protocol import native
+
+    implementation = native.implementation()
+    ours_pieces = measure_ours(frames, registry)
+    t_ours = ours_pieces["ours_decode_apply_rows"]
+    t_feed = ours_pieces["ours_feed_without_handover"]
+    t_decode = ours_pieces["ours_decode_only"]
+    t_apply = ours_pieces["ours_decode_apply"]
+    pure = measure_pure_python() if implementation == "c" else dict(ours_pieces)
     t_naive = _best(lambda: run_naive(frames), n)
     t_c = _best(lambda: run_order_book_c(frames), n)
     t_daemon_gc = _best(_daemon_gc(lambda: run_ours(frames, registry)), n)
@@ -341,6 +393,8 @@ def run() -> dict[str, Any]:
     rows_per_frame = ours["rows"] / n
 
     result = {
+        "implementation": implementation,
+        "pure_python_us_per_frame": {k: round(v, 3) for k, v in pure.items()},
         "frames": n,
         "avg_delta_bytes": round(sum(sizes) / len(sizes), 1),
         "avg_levels_per_delta": round(levels_per_delta, 2),
@@ -362,9 +416,10 @@ def run() -> dict[str, Any]:
     }
     result["summary"] = [
         f"{n} frames (1 snapshot of 50+50 levels, deltas of {levels_per_delta:.1f} levels, {rows_per_frame:.1f} rows/frame)",
-        f"ours: {t_ours:.2f} us/frame decode+apply+rows incl. hand-over (target 3.0: {'met' if t_ours <= 3.0 else 'NOT met'})",
+        f"ours ({'C speedups' if implementation == 'c' else 'pure Python'}): {t_ours:.2f} us/frame decode+apply+rows incl. hand-over (target 3.0: {'met' if t_ours <= 3.0 else 'NOT met'})",
         f"  breakdown: decode {t_decode:.2f}, decode+book {t_apply:.2f}, feed w/o hand-over {t_feed:.2f} us/frame",
         f"  with the daemon's GC settings: {t_daemon_gc:.2f}; plus the Store's to_arrow of every batch: {t_arrow:.2f} us/frame",
+        f"  pure-Python twins (BTSE_COLLECTOR_PURE_PYTHON=1, child process): {pure['ours_decode_apply_rows']:.2f} us/frame (feed w/o hand-over {pure['ours_feed_without_handover']:.2f})",
         f"naive json+dict+row dicts: {t_naive:.2f} us/frame -> {t_naive / t_ours:.1f}x ours",
         f"order-book C ext + Decimal (cryptofeed style): {t_c:.2f} us/frame -> {t_c / t_ours:.1f}x ours",
     ]
