@@ -12,8 +12,10 @@ Durability vs. row-group size — the trade-off, explicitly:
   on ``close()``. Publishing writes ``.<stem>.parquet.tmp``, fsyncs, ``os.replace``\\s it to
   ``<stem>.parquet``, fsyncs the folder and only then deletes the journal.
 
-So readers only ever see complete Parquet files with big row groups; rows become *visible* at
-rotation and *durable* at flush. ``kill -9`` loses only rows appended since the last flush;
+So Parquet readers only ever see complete files with big row groups: rows are *durable* at
+flush and *published* at rotation. ``btse-collector query`` (:mod:`collector.storage.query`,
+:mod:`collector.storage.live`) also reads the complete batches of the open journals, so there
+rows are *visible* from the flush on (``--published-only``: from rotation). ``kill -9`` loses only rows appended since the last flush;
 journals left behind are published by :func:`collector.storage.recovery.recover` on the next
 start (``Store`` runs it before writing).
 
