@@ -228,28 +228,39 @@ check_sides(BookCore *self)
     return 0;
 }
 
+/* What a delta did to the top of one side: ``touched`` when a level at or better than the best
+ * changed (or the best was deleted); ``amount``: the new best level's amount (borrowed from the
+ * side's dict), NULL when the side is empty. */
+typedef struct {
+    int touched;
+    PyObject *amount;
+} SideTop;
+
 /* The best price of a side after its best level was deleted: one pass over the keys. */
 static int
-side_best(PyObject *side, int is_bid, double *out)
+side_best(PyObject *side, int is_bid, double *out, PyObject **amount)
 {
     double best = is_bid ? -INFINITY : INFINITY;
     Py_ssize_t pos = 0;
     PyObject *k, *v;
+    *amount = NULL;
     while (PyDict_Next(side, &pos, &k, &v)) {
         double x = PyFloat_CheckExact(k) ? PyFloat_AS_DOUBLE(k) : PyFloat_AsDouble(k);
         if (x == -1.0 && PyErr_Occurred())
             return -1;
-        if (is_bid ? x > best : x < best)
+        if (is_bid ? x > best : x < best) {
             best = x;
+            *amount = v;
+        }
     }
     *out = best;
     return 0;
 }
 
-/* Levels into one side; ``*best`` follows them; ``*touched`` when a level at or better than
- * the best changed. Values were checked by levels_load: only dict errors are possible. */
+/* Levels into one side; ``*best`` follows them. Values were checked by levels_load: only dict
+ * errors are possible. */
 static int
-apply_side(PyObject *side, const Levels *L, int is_bid, double *best_io, int *touched)
+apply_side(PyObject *side, const Levels *L, int is_bid, double *best_io, SideTop *top)
 {
     double best = *best_io;
     int lost = 0;
@@ -260,7 +271,8 @@ apply_side(PyObject *side, const Levels *L, int is_bid, double *best_io, int *to
                 return -1;
             if (is_bid ? lv->p >= best : lv->p <= best) {
                 best = lv->p;
-                *touched = 1;
+                top->touched = 1;
+                top->amount = lv->amount; /* now the dict's value at ``best`` */
             }
         }
         else {
@@ -276,8 +288,8 @@ apply_side(PyObject *side, const Levels *L, int is_bid, double *best_io, int *to
         }
     }
     if (lost) {
-        *touched = 1;
-        if (side_best(side, is_bid, &best) < 0)
+        top->touched = 1;
+        if (side_best(side, is_bid, &best, &top->amount) < 0)
             return -1;
     }
     *best_io = best;
@@ -318,47 +330,87 @@ amount_at(PyObject *side, double price, PyObject **out)
     return 0;
 }
 
-/* Recompute the cached top of book: 1 if it changed, 0 if not, -1 on error. */
+/* The new top entries of one side: price and amount objects (new references) and whether they
+ * equal the old ones. ``side_top`` NULL: look the amount up (the whole top is recomputed). */
+static int
+top_side(BookCore *self, int is_bid, const SideTop *side_top, PyObject *old, PyObject **price,
+         PyObject **amount, int *same)
+{
+    PyObject *side = is_bid ? self->bids : self->asks;
+    PyObject *old_price = old ? PyTuple_GET_ITEM(old, is_bid ? 0 : 2) : NULL;
+    PyObject *old_amount = old ? PyTuple_GET_ITEM(old, is_bid ? 1 : 3) : NULL;
+    if (old != NULL && side_top != NULL && !side_top->touched) { /* nothing at or above best */
+        *price = Py_NewRef(old_price);
+        *amount = Py_NewRef(old_amount);
+        *same = 1;
+        return 0;
+    }
+    if (PyDict_GET_SIZE(side) == 0) {
+        *price = Py_NewRef(Py_None);
+        *amount = Py_NewRef(Py_None);
+        *same = old != NULL && old_price == Py_None && old_amount == Py_None;
+        return 0;
+    }
+    double best = is_bid ? self->best_bid : self->best_ask;
+    PyObject *value = side_top != NULL ? side_top->amount : NULL;
+    if (value == NULL && amount_at(side, best, &value) < 0)
+        return -1;
+    double v = PyFloat_CheckExact(value) ? PyFloat_AS_DOUBLE(value) : PyFloat_AsDouble(value);
+    if (v == -1.0 && PyErr_Occurred())
+        return -1;
+    int same_price = old != NULL && same_value(old_price, NULL, 1, best);
+    *same = same_price && same_value(old_amount, value, 1, v);
+    *price = same_price ? Py_NewRef(old_price) : PyFloat_FromDouble(best);
+    if (*price == NULL)
+        return -1;
+    *amount = Py_NewRef(value);
+    return 0;
+}
+
+/* Update the cached top of book: 1 if it changed, 0 if not, -1 on error. ``bids``/``asks``:
+ * what the delta did to each side (NULL: recompute that side from the dicts). */
+static int
+book_top_update(BookCore *self, const SideTop *bids, const SideTop *asks)
+{
+    PyObject *old = self->top;
+    if (old != NULL && !(PyTuple_CheckExact(old) && PyTuple_GET_SIZE(old) == 4))
+        old = NULL;
+    PyObject *bp = NULL, *ba = NULL, *ap = NULL, *aa = NULL;
+    int same_b = 0, same_a = 0;
+    if (top_side(self, 1, bids, old, &bp, &ba, &same_b) < 0)
+        return -1;
+    if (top_side(self, 0, asks, old, &ap, &aa, &same_a) < 0) {
+        Py_DECREF(bp);
+        Py_DECREF(ba);
+        return -1;
+    }
+    if (same_b && same_a) {
+        Py_DECREF(bp);
+        Py_DECREF(ba);
+        Py_DECREF(ap);
+        Py_DECREF(aa);
+        return 0;
+    }
+    PyObject *top = PyTuple_New(4);
+    if (top == NULL) {
+        Py_DECREF(bp);
+        Py_DECREF(ba);
+        Py_DECREF(ap);
+        Py_DECREF(aa);
+        return -1;
+    }
+    PyTuple_SET_ITEM(top, 0, bp); /* steals the references */
+    PyTuple_SET_ITEM(top, 1, ba);
+    PyTuple_SET_ITEM(top, 2, ap);
+    PyTuple_SET_ITEM(top, 3, aa);
+    Py_XSETREF(self->top, top);
+    return 1;
+}
+
 static int
 book_top_changed(BookCore *self)
 {
-    PyObject *bid_amount = NULL, *ask_amount = NULL;
-    int has_b = PyDict_GET_SIZE(self->bids) > 0;
-    int has_a = PyDict_GET_SIZE(self->asks) > 0;
-    double bb = self->best_bid, ba = self->best_ask;
-    if (has_b && amount_at(self->bids, bb, &bid_amount) < 0)
-        return -1;
-    if (has_a && amount_at(self->asks, ba, &ask_amount) < 0)
-        return -1;
-    PyObject *old = self->top;
-    if (old != NULL && PyTuple_CheckExact(old) && PyTuple_GET_SIZE(old) == 4) {
-        double bam = has_b ? PyFloat_AsDouble(bid_amount) : 0.0;
-        double aam = has_a ? PyFloat_AsDouble(ask_amount) : 0.0;
-        if (PyErr_Occurred())
-            return -1;
-        if (same_value(PyTuple_GET_ITEM(old, 0), NULL, has_b, bb) &&
-            same_value(PyTuple_GET_ITEM(old, 1), bid_amount, has_b, bam) &&
-            same_value(PyTuple_GET_ITEM(old, 2), NULL, has_a, ba) &&
-            same_value(PyTuple_GET_ITEM(old, 3), ask_amount, has_a, aam))
-            return 0;
-    }
-    PyObject *top = PyTuple_New(4);
-    if (top == NULL)
-        return -1;
-    PyObject *b = has_b ? PyFloat_FromDouble(bb) : Py_NewRef(Py_None);
-    PyObject *a = has_a ? PyFloat_FromDouble(ba) : Py_NewRef(Py_None);
-    if (b == NULL || a == NULL) {
-        Py_XDECREF(b);
-        Py_XDECREF(a);
-        Py_DECREF(top);
-        return -1;
-    }
-    PyTuple_SET_ITEM(top, 0, b);
-    PyTuple_SET_ITEM(top, 1, Py_NewRef(has_b ? bid_amount : Py_None));
-    PyTuple_SET_ITEM(top, 2, a);
-    PyTuple_SET_ITEM(top, 3, Py_NewRef(has_a ? ask_amount : Py_None));
-    Py_XSETREF(self->top, top);
-    return 1;
+    return book_top_update(self, NULL, NULL);
 }
 
 /* One delta: the outcome (APPLIED ... CROSSED) or -1 on error. The book is untouched on a
@@ -389,11 +441,12 @@ book_apply(BookCore *self, const Levels *bids, const Levels *asks, long long seq
     }
     if (check_sides(self) < 0)
         return -1;
-    int touched = 0;
-    if (bids->n && apply_side(self->bids, bids, 1, &self->best_bid, &touched) < 0)
+    SideTop bid_top = {0, NULL}, ask_top = {0, NULL};
+    if (bids->n && apply_side(self->bids, bids, 1, &self->best_bid, &bid_top) < 0)
         return -1;
-    if (asks->n && apply_side(self->asks, asks, 0, &self->best_ask, &touched) < 0)
+    if (asks->n && apply_side(self->asks, asks, 0, &self->best_ask, &ask_top) < 0)
         return -1;
+    int touched = bid_top.touched || ask_top.touched;
     self->last_seq = seq;
     Py_XSETREF(self->timestamp_us, Py_NewRef(timestamp_us));
     if (!touched)
@@ -406,7 +459,7 @@ book_apply(BookCore *self, const Levels *bids, const Levels *asks, long long seq
         self->state = ST_RESYNCING;
         return CROSSED;
     }
-    int changed = book_top_changed(self);
+    int changed = book_top_update(self, &bid_top, &ask_top);
     if (changed < 0)
         return -1;
     return changed ? APPLIED_TOP : APPLIED;
