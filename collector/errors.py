@@ -16,6 +16,7 @@ carries its context as attributes, so logs and tests can read them without parsi
     │   ├── ConnectionLost         the socket closed or failed
     │   ├── StaleFeed              no pong or no data within the deadline
     │   ├── ExchangeError          BTSE sent an error frame (code, message, topic)
+    │   │   └── AuthLost           BTSE logged an authenticated connection out (10002, -7)
     │   ├── AuthError              authKeyExpires was refused
     │   └── BookInconsistency      gap, crossed book: resubscribe that topic only
     ├── SpeedupsUnavailable        the C speedups were required but are not built or disabled
@@ -160,6 +161,16 @@ class AuthError(FeedError):
         self.server = server
         self.detail = detail
         super().__init__(f"authentication refused by {server}: {detail}")
+
+
+class AuthLost(ExchangeError):
+    """BTSE logged an authenticated connection out mid-session (REST-style error object with
+    ``errorCode`` 10002 "User session is expired" or -7 "Authenticate failed", reference §2.4):
+    quote ids come back null from then on; the connection must log in again."""
+
+    def __init__(self, conn: str, code: int, message: str) -> None:
+        self.conn = conn
+        super().__init__(code, message)
 
 
 class BookInconsistency(FeedError):

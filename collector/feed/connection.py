@@ -11,6 +11,13 @@ beside it in the same session:
   sends no heartbeat on a quiet book (silences of 11.6 s seen, an illiquid market's trades far
   longer), so the pongs are what proves such a socket alive (reference §2.2, §2.7).
 
+An authenticated connection (OTC) logs in with a fresh ``authKeyExpires`` signature at the
+start of every session, before any quote request. When BTSE later logs it out (its REST-style
+error object with ``errorCode`` 10002 "User session is expired. Please login again", or -7
+"Authenticate failed"), quote ids would come back null for the rest of the session, so the
+session ends with :class:`~collector.errors.AuthLost` (an ``auth_lost`` event saying why) and
+the next one logs in again and re-sends the quote requests, after the usual backoff.
+
 A session ends on any error; :func:`collector.feed.policies.classify` decides what happens next
 and :func:`collector.feed.policies.backoff` how long to wait. Reconnection never stops. On every
 reconnect all topics are subscribed again; the ``disconnected`` control event tells the
@@ -32,7 +39,7 @@ from typing import Protocol
 import aiohttp
 import structlog
 
-from collector.errors import AuthError, ConnectionLost, StaleFeed
+from collector.errors import AuthError, AuthLost, ConnectionLost, StaleFeed
 from collector.feed.policies import Fatal, Retry, backoff, classify
 
 log = structlog.get_logger()
@@ -68,7 +75,7 @@ class ConnEvent:
     """A lifecycle event of a connection, delivered in order with its frames.
 
     kind: connected, subscribe_sent, unsubscribe_sent, disconnected, stale, auth_ok, auth_failed,
-    fatal.
+    auth_lost (BTSE logged the connection out mid-session; it reconnects to log in again), fatal.
     """
 
     kind: str
@@ -105,28 +112,59 @@ class Authenticator(Protocol):
         ...
 
 
+def _small_json(data: str | bytes, *needles: str) -> dict[str, object] | None:
+    """``data`` as a JSON object when it is short and holds one of ``needles``; else None."""
+    if len(data) > 4096:
+        return None
+    text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+    if not any(needle in text for needle in needles):
+        return None
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) else None
+
+
+def _rest_error(message: dict[str, object]) -> tuple[object, str] | None:
+    """``(errorCode, message)`` of BTSE's REST-style error object, ``{"status":400,"errorCode":
+    -7,"message":"Authenticate failed","extraData":null}`` (reference §2.4); None otherwise."""
+    status = message.get("status")
+    if "topic" not in message and isinstance(status, int) and status >= 400:
+        return message.get("errorCode"), str(message.get("message") or "")
+    return None
+
+
 def login_result(data: str | bytes) -> bool | None:
     """Reads BTSE's ``{"event":"login","success":true}`` ack (shape of the reference §2.4).
 
     BTSE's REST-style error object (``{"status":400,"errorCode":-7,"message":"Authenticate
     failed","extraData":null}``, seen by roq, reference §2.4) is a refusal too: waiting for a
     login ack that will never come would only end in the auth timeout."""
-    if len(data) > 4096:
-        return None
-    text = data if isinstance(data, str) else data.decode("utf-8", "replace")
-    if '"login"' not in text and '"errorCode"' not in text:
-        return None
-    try:
-        message = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(message, dict):
+    message = _small_json(data, '"login"', '"errorCode"')
+    if message is None:
         return None
     if message.get("event") == "login":
         return message.get("success") is True
-    status = message.get("status")
-    if "topic" not in message and isinstance(status, int) and status >= 400:
-        return False
+    return False if _rest_error(message) is not None else None
+
+
+# REST-style errorCodes that mean an authenticated connection is logged out (reference §2.4)
+AUTH_LOST_CODES = {10002: "User session is expired", -7: "Authenticate failed"}
+_ERROR_CODE = ("errorCode", b"errorCode")
+
+
+def auth_lost(data: str | bytes) -> tuple[int, str] | None:
+    """``(code, message)`` when ``data`` is BTSE's REST-style error object with ``errorCode``
+    10002 ("User session is expired. Please login again") or -7 ("Authenticate failed");
+    None for any other frame. Read on authenticated connections after the login ack."""
+    message = _small_json(data, '"errorCode"')
+    error = None if message is None else _rest_error(message)
+    if error is None:
+        return None
+    code, text = error
+    if isinstance(code, int) and code in AUTH_LOST_CODES:
+        return code, text or AUTH_LOST_CODES[code]
     return None
 
 
@@ -325,6 +363,16 @@ class Connection:
         if isinstance(exc, AuthError):
             self._log.error("ws_auth_refused", detail=exc.detail)
             self._event("auth_failed", (), exc.detail)
+        if isinstance(exc, AuthLost):
+            # BTSE documents the login only as the first frame of a connection (§2.4) and its
+            # sample clients and roq re-login by reconnecting (§2.7): so do we, with backoff
+            action = "reconnecting to log in again with a fresh signature"
+            self._log.warning("ws_auth_lost", code=exc.code, message=exc.message, action=action)
+            self._event(
+                "auth_lost",
+                tuple(self.topics),
+                f"logged out by BTSE (errorCode {exc.code}: {exc.message}); {action}",
+            )
         if isinstance(decision, Fatal):
             self._log.error("ws_fatal", reason=reason)
             self._event("fatal", tuple(self.topics), reason)
@@ -422,6 +470,9 @@ class Connection:
         conn_id, server, stats = self.conn_id, self.server, self.stats
         text, binary = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
         time_ns = time.time_ns
+        # An authenticated (OTC) connection also watches for BTSE logging it out: its frames
+        # are few, and the check is a substring test unless the frame carries an errorCode.
+        watch = self._auth is not None
         while True:
             msg = await receive()
             kind = msg.type
@@ -432,6 +483,10 @@ class Connection:
                     continue
                 put(conn_id, server, data, time_ns() // 1000)
                 stats.frames += 1
+                if watch and _ERROR_CODE[kind is binary] in data:
+                    lost = auth_lost(data)
+                    if lost is not None:
+                        raise AuthLost(conn_id, *lost)
                 continue
             if kind is aiohttp.WSMsgType.ERROR:
                 raise ConnectionLost(conn_id, f"transport error: {msg.data!r}", ws.close_code)

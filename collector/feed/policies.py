@@ -17,6 +17,7 @@ import aiohttp
 
 from collector.errors import (
     AuthError,
+    AuthLost,
     ConnectionLost,
     ExchangeError,
     FatalError,
@@ -82,6 +83,10 @@ def classify(exc: BaseException) -> Decision:
         return Retry("auth_refused", min_delay=AUTH_RETRY_S)
     if isinstance(exc, StaleFeed):
         return Retry("stale")
+    if isinstance(exc, AuthLost):
+        # the login is gone, not refused: reconnect and log in again at the usual backoff
+        # (reset after a healthy session, growing when BTSE keeps logging us out at once)
+        return Retry("auth_lost")
     if isinstance(exc, ExchangeError):
         return Retry(f"exchange_error_{exc.code}")
     if isinstance(exc, ConnectionLost):

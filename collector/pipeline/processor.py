@@ -45,6 +45,7 @@ EVENT_KINDS = {
     "stale": "stale",
     "auth_ok": "auth",
     "auth_failed": "auth",
+    "auth_lost": "auth",  # BTSE logged the connection out (10002/-7); detail says why
     "fatal": "error",
 }
 

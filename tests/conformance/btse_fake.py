@@ -41,6 +41,13 @@ DOC_SIGNATURES = {
     "/ws/otc": "971798b32585d7e63a1c2cafd261170c56caf17ff1d32a58fc2e9842292fa8ff2dbcf4fda7b4d6aed4a737c3c2930cf1",
 }
 
+# reference §2.4 [wire]: BTSE's REST-style error objects (seen by roq), verbatim
+AUTH_FAILED = '{"status":400,"errorCode":-7,"message":"Authenticate failed","extraData":null}'
+SESSION_EXPIRED = (
+    '{"status":400,"errorCode":10002,"message":"User session is expired. Please login again",'
+    '"extraData":null}'
+)
+
 PATHS = {
     "spot": "/ws/spot",
     "spot_oss": "/ws/oss/spot",

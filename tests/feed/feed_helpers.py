@@ -20,6 +20,7 @@ class TinyServer:
 
     answer_pings: bool = True
     login_ok: bool | None = None  # None: not an auth server
+    after_login: str | None = None  # a frame sent right after every successful login ack
     received: list[tuple[int, str]] = field(default_factory=list)  # (session, text)
     sessions: list[ServerConnection] = field(default_factory=list)
     session_opened: asyncio.Event = field(default_factory=asyncio.Event)
@@ -44,6 +45,8 @@ class TinyServer:
                     await ws.send(json.dumps({"event": frame["op"], "channel": frame["args"]}))
                 elif frame.get("op") == "authKeyExpires" and self.login_ok is not None:
                     await ws.send(json.dumps({"event": "login", "success": self.login_ok}))
+                    if self.login_ok and self.after_login is not None:
+                        await ws.send(self.after_login)
         except websockets.ConnectionClosed:
             pass
 

@@ -12,7 +12,7 @@ import pytest
 from feed_helpers import JsonFrames, RecordingSink, TinyServer
 
 from collector.errors import CredentialsError
-from collector.feed.connection import Connection, ConnectionSettings, login_result
+from collector.feed.connection import Connection, ConnectionSettings, auth_lost, login_result
 from collector.feed.policies import AUTH_RETRY_S, Fatal
 
 TOPICS = ["update:BTC-USD_0", "update:ETH-USD_0", "snapshotL1:BTC-USD"]
@@ -350,3 +350,97 @@ def test_login_result_reads_btse_rest_style_auth_errors_as_refusals() -> None:
     old = '{"severity":"ERROR","error":[{"arg":"update:BTCC-USD_0","errorCode":"MARKET_PAIR_NOT_SUPPORT"}]}'
     assert login_result(old) is None
     assert login_result('{"topic":"quote","status":400,"errorCode":1}') is None
+
+
+EXPIRED = '{"status":400,"errorCode":10002,"message":"User session is expired. Please login again","extraData":null}'
+AUTH_FAILED = '{"status":400,"errorCode":-7,"message":"Authenticate failed","extraData":null}'
+
+
+def test_auth_lost_reads_only_btse_logout_errors() -> None:
+    # reference §2.4: the two REST-style error objects that mean "log in again"
+    assert auth_lost(EXPIRED) == (10002, "User session is expired. Please login again")
+    assert auth_lost(AUTH_FAILED.encode()) == (-7, "Authenticate failed")
+    assert auth_lost('{"status":400,"errorCode":10002,"extraData":null}') == (
+        10002,
+        "User session is expired",
+    )
+    # other REST-style errors, data frames and OSS error frames are not a logout
+    assert auth_lost('{"status":400,"errorCode":10001,"message":"x","extraData":null}') is None
+    assert auth_lost('{"topic":"quote","status":400,"errorCode":10002}') is None
+    assert (
+        auth_lost('{"severity":"ERROR","errors":[{"error":{"code":1001,"message":"x"}}]}') is None
+    )
+    assert auth_lost('{"status":200,"errorCode":10002,"message":"ok"}') is None
+    assert auth_lost("pong") is None and auth_lost(EXPIRED + " " * 5000) is None
+
+
+async def test_session_expired_mid_stream_logs_in_again_and_resends_the_quotes(
+    tiny_server: TinyServer, sink: RecordingSink, running
+) -> None:
+    tiny_server.login_ok = True
+    delays = Delays(SETTINGS.tick())
+    conn = otc_conn(tiny_server.url, ["BTC-USD", "ETH-USD"], sink, auth=Signer(), sleep=delays)
+    await running(conn)
+    await tiny_server.wait_received(lambda s, t: s == 0 and "ETH-USD" in t)
+    ws = await tiny_server.wait_sessions(1)
+    await ws.send(EXPIRED)
+    await tiny_server.wait_received(lambda s, t: s == 1 and "ETH-USD" in t)
+    ops = [(s, json.loads(t)["op"]) for s, t in tiny_server.received if t != "ping"]
+    assert ops == [
+        (0, "authKeyExpires"),
+        (0, "quote"),
+        (0, "quote"),
+        (1, "authKeyExpires"),
+        (1, "quote"),
+        (1, "quote"),
+    ]
+    await sink.wait_for(lambda k: k.kinds().count("subscribe_sent") == 2)
+    assert sink.kinds() == [
+        "connected",
+        "auth_ok",
+        "subscribe_sent",
+        "disconnected",
+        "auth_lost",
+        "connected",
+        "auth_ok",
+        "subscribe_sent",
+    ]
+    lost = sink.events[4]
+    assert lost.topics == ("BTC-USD", "ETH-USD")
+    assert "errorCode 10002" in lost.detail and "User session is expired" in lost.detail
+    assert "log in again" in lost.detail
+    assert EXPIRED in sink.frames  # still handed on: the normalizer records the error event
+    assert conn.stats.reasons == {"auth_lost": 1}
+    assert delays.recorded == [SETTINGS.backoff_initial]  # the backoff, not the auth-refused wait
+
+
+async def test_logged_out_at_every_login_backs_off_instead_of_looping_hot(
+    tiny_server: TinyServer, sink: RecordingSink, running
+) -> None:
+    tiny_server.login_ok = True
+    tiny_server.after_login = AUTH_FAILED  # -7 after a successful login ack, every time
+    delays = Delays(SETTINGS.tick())
+    conn = otc_conn(tiny_server.url, ["BTC-USD"], sink, auth=Signer(), sleep=delays)
+    await running(conn)
+    await tiny_server.wait_sessions(6)
+    await sink.wait_for(lambda k: k.kinds().count("auth_lost") >= 5)
+    assert delays.recorded[:5] == [0.3, 0.6, 1.2, 2.4, 2.4]  # exponential up to the cap
+    assert conn.stats.reasons["auth_lost"] >= 5
+    assert all(
+        "errorCode -7: Authenticate failed" in e.detail
+        for e in sink.events
+        if e.kind == "auth_lost"
+    )
+
+
+async def test_a_public_connection_ignores_rest_style_errors(
+    tiny_server: TinyServer, sink: RecordingSink, running
+) -> None:
+    conn = spot_conn(tiny_server.url, sink)
+    await running(conn)
+    ws = await tiny_server.wait_sessions(1)
+    await conn.connected.wait()
+    await ws.send(EXPIRED)
+    await ws.send('{"topic":"update:BTC-USD_0"}')
+    await sink.wait_for(lambda k: '{"topic":"update:BTC-USD_0"}' in k.frames)
+    assert "auth_lost" not in sink.kinds() and conn.stats.sessions == 1

@@ -6,6 +6,7 @@ import pytest
 
 from collector.errors import (
     AuthError,
+    AuthLost,
     ConfigError,
     ConnectionLost,
     CredentialsError,
@@ -67,6 +68,8 @@ def test_classify_config_and_credentials_are_fatal() -> None:
         (StaleFeed("spot#0", 50.0, 45.0), "stale", 0.0),
         (ExchangeError(1007, "User message buffer is full."), "exchange_error_1007", 0.0),
         (AuthError("otc", "login refused"), "auth_refused", AUTH_RETRY_S),
+        # logged out mid-session (10002): log in again at the usual backoff, not the refusal wait
+        (AuthLost("otc#0", 10002, "User session is expired"), "auth_lost", 0.0),
         (ConnectionRefusedError(), "ConnectionRefusedError", 0.0),
         (TimeoutError(), "TimeoutError", 0.0),
         (aiohttp.ClientConnectionError("x"), "ClientConnectionError", 0.0),
