@@ -356,3 +356,29 @@ def test_pure_python_suite() -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
+
+
+def test_c_paths_keep_no_stray_references() -> None:
+    """A 24/7 daemon calls these millions of times: no reference may leak on any path."""
+    book = book_class(True)("spot", "BTC-USD", 0)
+    book.apply_snapshot([(100.0, 1.0)], [(101.0, 1.0)], 1)
+    rows = new_book_changes(True)
+    quotes: list[tuple[Any, ...]] = []
+    level = (100.5, 2.5)
+    bad = (100.25, "x")
+    bids, asks = [level], [(102.0, 0.0)]
+    seq = 1
+    price, amount = level
+    before = [sys.getrefcount(o) for o in (level, bids, bad, price, amount)]
+    for _ in range(500):
+        seq += 1
+        S.apply_delta_rows(book, bids, asks, seq, seq - 1, 7, 8, rows, quotes)  # applied
+        S.apply_delta_rows(book, bids, asks, seq, seq - 1, 7, 8, rows, quotes)  # duplicate
+        with pytest.raises(TypeError):
+            S.apply_delta_rows(book, [level, bad], asks, seq + 1, seq, 7, 8, rows, quotes)
+        rows.append(book.key, None, 9, True, seq, seq - 1, bids, asks)
+        take_book_changes(rows)
+    quotes.clear()
+    book.reset()
+    after = [sys.getrefcount(o) for o in (level, bids, bad, price, amount)]
+    assert after == before
