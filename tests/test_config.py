@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from collector import cli
 from collector.config import (
     Config,
     CredentialsConfig,
@@ -17,7 +18,7 @@ from collector.config import (
     resolve_credentials,
     suggest,
 )
-from collector.errors import ConfigError, ConfigProblem, CredentialsError, SpecError
+from collector.errors import EXIT_CONFIG, ConfigError, ConfigProblem, CredentialsError, SpecError
 
 CATALOG = SpecCatalog(
     {"spot": ("book", "l1", "trades"), "futures": ("book", "l1", "trades")},
@@ -476,3 +477,83 @@ def test_credentials_section_as_a_string_is_not_echoed(tmp_path: Path) -> None:
     found = problems(tmp_path, MINIMAL + "otc:\n  credentials: abcdefsecret\n")
     assert [p.key for p in found] == ["otc.credentials"]
     assert "abcdefsecret" not in str(found[0])
+
+
+def test_two_spellings_of_one_market_in_one_entry(tmp_path: Path) -> None:
+    # reference §3.0: BTSE folds BTC-PERP-USDT into BTC-PERP (one book; unsubscribing either
+    # spelling stops both)
+    found = problems(
+        tmp_path,
+        "data_dir: d\nmarkets:\n  - product: futures\n"
+        "    symbols: [BTC-PERP, ETH-PERP, BTC-PERP-USDT]\n    channels: [book, l1]\n",
+    )
+    assert [(p.line, p.key, p.suggestion) for p in found] == [
+        (4, "markets[0].symbols[2]", "BTC-PERP")
+    ]
+    assert found[0].message == (
+        "BTC-PERP-USDT is the futures market BTC-PERP, whose book and l1 are already configured "
+        "as BTC-PERP at markets[0].symbols[0]: BTSE folds both spellings into one subscription "
+        "(one book, and unsubscribing either stops both); configure each stream once, as BTC-PERP"
+    )
+
+
+def test_legacy_and_markets_api_spellings_across_entries(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        "data_dir: d\nmarkets:\n"
+        "  - product: futures\n    symbols: [BTCPFC]\n    channels: [book, l1]\n"
+        "  - product: futures\n    symbols: [ETH-PERP, BTC-PERP]\n    channels: [trades]\n"
+        "  - product: futures\n    symbols: [BTC-PERP-USDT, ETHPFC]\n    channels: [l1, trades]\n",
+    )
+    assert [(p.line, p.key, p.suggestion) for p in found] == [
+        (10, "markets[2].symbols[0]", "BTC-PERP"),
+        (10, "markets[2].symbols[0]", "BTC-PERP"),
+        (10, "markets[2].symbols[1]", "ETH-PERP"),
+    ]
+    assert "whose l1 is already configured as BTCPFC at markets[0].symbols[0]" in found[0].message
+    assert "whose trades is already configured as BTC-PERP at markets[1].symbols[1]" in (
+        found[1].message
+    )
+    assert "whose trades is already configured as ETH-PERP at markets[1].symbols[0]" in (
+        found[2].message
+    )
+
+
+def test_one_spelling_per_stream_is_fine(tmp_path: Path) -> None:
+    # different channels under two spellings are different topics: nothing is folded together
+    # (the conformance fake serves update:ETH-PERP-USDT_0 next to snapshotL1:ETHPFC)
+    cfg = load_config(
+        write(
+            tmp_path,
+            "data_dir: d\nmarkets:\n"
+            "  - product: futures\n    symbols: [BTC-PERP-USDT, ETH-PERP-USDT]\n"
+            "    channels: [book]\n"
+            "  - product: futures\n    symbols: [BTC-PERP-USDT, ETHPFC]\n    channels: [l1]\n"
+            "  - product: spot\n    symbols: [BTC-USD, BTC-USDT]\n    channels: [book]\n",
+        ),
+        catalog=CATALOG,
+    )
+    assert [(m.product, m.symbols, m.channels) for m in cfg.markets] == [
+        ("futures", ("BTC-PERP-USDT", "ETH-PERP-USDT"), ("book",)),
+        ("futures", ("BTC-PERP-USDT", "ETHPFC"), ("l1",)),
+        ("spot", ("BTC-USD", "BTC-USDT"), ("book",)),
+    ]
+
+
+def test_check_config_rejects_two_spellings_with_exit_78(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    cfg = write(
+        tmp_path,
+        "data_dir: ./data\nmarkets:\n  - product: futures\n"
+        "    symbols: [BTC-PERP]\n    channels: [book, l1]\n"
+        "  - product: futures\n    symbols: [BTC-PERP-USDT]\n    channels: [l1]\n",
+    )
+    assert cli.main(["check-config", "--config", str(cfg), "--skip-data-dir"]) == EXIT_CONFIG
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"{cfg}: 1 problem:"
+    assert err[1].startswith(
+        f"  {cfg}:7: markets[1].symbols[0]: BTC-PERP-USDT is the futures market BTC-PERP, "
+        "whose l1 is already configured as BTC-PERP at markets[0].symbols[0]"
+    )
+    assert err[1].endswith("(did you mean 'BTC-PERP'?)")

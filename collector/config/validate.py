@@ -43,6 +43,7 @@ from collector.config.model import (
     WatchdogConfig,
 )
 from collector.config.yaml_lines import KeyPath, dotted
+from collector.protocol.symbols import canonical_symbol
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ def check_markets(ck: Checker, value: Any, catalog: SpecCatalog | None) -> tuple
     allowed = field_names(MarketConfig)
     out: list[MarketConfig] = []
     seen: dict[tuple[str, str, str], KeyPath] = {}
+    # (product, canonical symbol, channel) -> the spelling that configured it first, and where
+    spellings: dict[tuple[str, str, str], tuple[str, KeyPath]] = {}
     for i, item in enumerate(items):
         path: KeyPath = ("markets", i)
         raw = ck.mapping(path, item, allowed, required=("product", "symbols", "channels"))
@@ -98,6 +101,7 @@ def check_markets(ck: Checker, value: Any, catalog: SpecCatalog | None) -> tuple
             continue
         product = _product(ck, (*path, "product"), raw.get("product"), catalog)
         symbols: list[str] = []
+        symbol_paths: dict[str, KeyPath] = {}
         for j, s in enumerate(ck.seq((*path, "symbols"), raw.get("symbols") or [])):
             sym = ck.symbol((*path, "symbols", j), s)
             if sym is None:
@@ -106,6 +110,7 @@ def check_markets(ck: Checker, value: Any, catalog: SpecCatalog | None) -> tuple
                 ck.problem((*path, "symbols", j), f"symbol {sym} is listed twice")
                 continue
             symbols.append(sym)
+            symbol_paths[sym] = (*path, "symbols", j)
         if "symbols" in raw and raw["symbols"] in ([], None):
             ck.problem((*path, "symbols"), "needs at least one symbol")
         channels: list[str] = []
@@ -138,8 +143,40 @@ def check_markets(ck: Checker, value: Any, catalog: SpecCatalog | None) -> tuple
                         f"{product} {sym} {kind} is already configured at {dotted(seen[key])}",
                     )
                 seen[key] = path
+            _second_spelling(ck, spellings, product, sym, channels, symbol_paths[sym])
         out.append(MarketConfig(product, tuple(symbols), tuple(channels), tuple(groupings or [0])))
     return tuple(out)
+
+
+def _second_spelling(
+    ck: Checker,
+    spellings: dict[tuple[str, str, str], tuple[str, KeyPath]],
+    product: str,
+    sym: str,
+    channels: Sequence[str],
+    path: KeyPath,
+) -> None:
+    """Reports ``sym`` where another spelling of the same market has one of ``channels``.
+
+    BTSE folds ``BTC-PERP-USDT`` (and the legacy ``BTCPFC``) into ``BTC-PERP`` (reference
+    §3.0): two spellings of one stream feed one book, unsubscribing either stops both, and
+    every row is written under the canonical symbol anyway. Different channels under two
+    spellings are distinct topics and stay allowed."""
+    canonical = canonical_symbol(sym)
+    clashes: dict[tuple[str, KeyPath], list[str]] = {}
+    for kind in channels:
+        first = spellings.setdefault((product, canonical, kind), (sym, path))
+        if first[0] != sym:
+            clashes.setdefault(first, []).append(kind)
+    for (other, where), kinds in clashes.items():
+        ck.problem(
+            path,
+            f"{sym} is the {product} market {canonical}, whose {' and '.join(kinds)} "
+            f"{'is' if len(kinds) == 1 else 'are'} already configured as {other} at "
+            f"{dotted(where)}: BTSE folds both spellings into one subscription (one book, and "
+            f"unsubscribing either stops both); configure each stream once, as {canonical}",
+            canonical,
+        )
 
 
 def _product(ck: Checker, path: KeyPath, value: Any, catalog: SpecCatalog | None) -> str | None:
