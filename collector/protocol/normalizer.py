@@ -16,7 +16,8 @@ Rows written:
   sync; ``source=l1`` for every ``snapshotL1`` frame.
 - ``book_snapshots``: top ``snapshot_depth`` levels right after each sync and then every
   ``snapshot_interval_s`` (aligned to multiples of the interval in local time).
-- ``trades``: de-duplicated by (product, symbol, tradeId) with bounded memory.
+- ``trades``: de-duplicated by (product, symbol, tradeId) with bounded memory: ids of the recent
+  trades, exchange time beyond them (BTSE's tradeId is not monotonic; :class:`TradeMemory`).
 - ``otc_quotes``: one per quote message, joined with the quote request it answers.
 - ``events``: synced, gap, duplicate, crossed, resync, disconnected, subscribe_sent, subscribed,
   unsubscribed, auth, error, decode_error, spec_drift, otc_unmatched.
@@ -25,9 +26,11 @@ Rows written:
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Protocol
 
 from collector.protocol import native
@@ -80,6 +83,7 @@ class _LazyLog:
 log = _LazyLog()
 
 BookKey = tuple[str, str, int]
+_TRADE_TIME = attrgetter("timestamp_us")
 DETAIL_LIMIT = 500  # characters of raw text copied into an events row (raw table has it all)
 
 
@@ -116,40 +120,91 @@ class NormalizerRegistry(RegistryLike, Protocol):
 
 
 class TradeMemory:
-    """Which trade ids of one (product, symbol) were already stored, in bounded memory.
+    """Which trades of one (product, symbol) are already stored, in bounded memory.
 
-    ``recent`` holds the last ``capacity`` ids; ``floor`` is the highest id ever evicted (or
-    seeded from the store at startup): any numeric id <= floor is treated as already seen.
-    BTSE re-sends a batch of recent trades (tens, newest first) after every subscribe, so a
-    capacity far above the batch size never mistakes a new trade for an old one.
+    BTSE re-sends a batch of recent trades (tens, newest first) after every subscribe; each
+    trade must be stored once, across reconnects and restarts. BTSE's ``tradeId`` is not
+    monotonic over time (927002515 in Jul 2025, 929934907 in Oct 2025, 57971633 in Sep 2026:
+    reference §3.3.1, §3.5), so ids are only ever compared for equality; order comes from the
+    trades' exchange time:
+
+    - ``recent``: the ids of the last ``capacity`` trades stored (numeric or not);
+    - ``floor_us`` / ``floor_ids``: the newest exchange time among the trades stored but no
+      longer in ``recent`` (evicted, or in the store at startup: :meth:`stored`), and the ids
+      known stored at exactly that time.
+
+    A trade is already seen when its id is in ``recent``, or its time is before ``floor_us``,
+    or at ``floor_us`` with an id in ``floor_ids``. Every trade stored earlier satisfies one
+    of these, so a re-sent batch is dropped, after a reconnect (ids in ``recent``) as after a
+    restart (times at or before the newest stored trade). New trades are kept whatever their
+    id: those BTSE made while the collector was down are newer than ``floor_us``; several
+    trades in one millisecond are told apart by id at ``floor_us``.
+
+    The one trade-off: a trade is judged by time only once it is older than the floor. While
+    running, a late trade slightly older than the newest one (but newer than the ``capacity``
+    trades before it) is kept, as it is a different id; right after a restart, a trade never
+    stored but older than the newest stored trade is taken for a re-sent one and dropped
+    (the store cannot tell them apart). A capacity far above BTSE's batch size keeps the
+    time-only window far behind the live trades.
     """
 
-    __slots__ = ("_order", "capacity", "floor", "high_water", "recent")
+    __slots__ = ("_order", "capacity", "floor_ids", "floor_us", "newest_us", "recent")
 
-    def __init__(self, capacity: int = 4096, floor: int | None = None) -> None:
+    def __init__(self, capacity: int = 4096) -> None:
+        if capacity < 1:
+            raise ValueError(f"trade memory capacity must be >= 1, got {capacity}")
         self.capacity = capacity
-        self.floor = floor
-        self.high_water = floor
         self.recent: set[str] = set()
-        self._order: deque[tuple[str, int | None]] = deque()
+        self._order: deque[tuple[str, int]] = deque()
+        self.floor_us: int | None = None
+        self.floor_ids: set[str] = set()
+        self.newest_us: int | None = None  # the newest trade time stored or seeded
 
-    def seen(self, trade_id: str, trade_seq: int | None) -> bool:
-        """True if already seen; otherwise remembers it and returns False."""
+    def seen(self, trade_id: str, timestamp_us: int) -> bool:
+        """True if already stored; otherwise remembers it (to be stored) and returns False."""
         if trade_id in self.recent:
             return True
-        floor = self.floor
-        if trade_seq is not None and floor is not None and trade_seq <= floor:
+        floor = self.floor_us
+        if (
+            floor is not None
+            and timestamp_us <= floor
+            and (timestamp_us < floor or trade_id in self.floor_ids)
+        ):
             return True
         self.recent.add(trade_id)
-        self._order.append((trade_id, trade_seq))
-        if trade_seq is not None and (self.high_water is None or trade_seq > self.high_water):
-            self.high_water = trade_seq
-        if len(self._order) > self.capacity:
-            old_id, old_seq = self._order.popleft()
+        order = self._order
+        order.append((trade_id, timestamp_us))
+        if self.newest_us is None or timestamp_us > self.newest_us:
+            self.newest_us = timestamp_us
+        if len(order) > self.capacity:
+            old_id, old_us = order.popleft()
             self.recent.discard(old_id)
-            if old_seq is not None and (floor is None or old_seq > floor):
-                self.floor = old_seq
+            self.stored(old_us, (old_id,))
         return False
+
+    def stored(self, timestamp_us: int, trade_ids: Iterable[str]) -> None:
+        """Trades at ``timestamp_us`` with these ids are stored (and need no ``recent`` slot):
+        the floor moves up to that time, or gains these ids when already at it."""
+        floor = self.floor_us
+        if floor is None or timestamp_us > floor:
+            self.floor_us = timestamp_us
+            self.floor_ids = set(trade_ids)
+        elif timestamp_us == floor:
+            self.floor_ids.update(trade_ids)
+        if self.newest_us is None or timestamp_us > self.newest_us:
+            self.newest_us = timestamp_us
+
+
+def quantity_in_quote_currency(symbol: str, currency: str) -> bool | None:
+    """Whether an OTC request's ``quantity.currency`` is the quote currency of ``symbol``
+    (``USD`` of ``BTC-USD``: True), its base currency (``BTC``: False) or neither (None)."""
+    base, dash, quote = symbol.upper().rpartition("-")
+    unit = currency.upper()
+    if dash and unit == quote:
+        return True
+    if dash and unit == base:
+        return False
+    return None
 
 
 @dataclass
@@ -158,6 +213,20 @@ class _OtcRequest:
     quantity: float
     currency: str
     cl_order_id: str | None
+    in_quote_currency: bool | None  # see quantity_in_quote_currency
+
+    def answered_by(self, q: OtcQuote) -> bool:
+        """True if quote message ``q`` is for this request's quantity (reference §4.2): a
+        quantity in the base currency is ``buyQuantity``/``sellQuantity``, one in the quote
+        currency is ``buyTotalAmount``/``sellTotalAmount`` (either side: one may be null)."""
+        if self.in_quote_currency:
+            values: tuple[float | None, ...] = (q.buy_total_amount, q.sell_total_amount)
+        elif self.in_quote_currency is False:
+            values = (q.buy_quantity, q.sell_quantity)
+        else:  # a currency that is neither: any of the four
+            values = (q.buy_quantity, q.sell_quantity, q.buy_total_amount, q.sell_total_amount)
+        quantity = self.quantity
+        return any(v is not None and math.isclose(v, quantity, rel_tol=1e-9) for v in values)
 
 
 @dataclass
@@ -569,31 +638,44 @@ class Normalizer:
 
     # -- trades ---------------------------------------------------------------------------
 
-    def seed_trade_high_water(self, product: str, symbol: str, trade_id: int) -> None:
-        """Trades with a numeric id <= ``trade_id`` are already in the store (startup)."""
+    def seed_stored_trades(
+        self, product: str, symbol: str, timestamp_us: int, trade_ids: Iterable[str]
+    ) -> None:
+        """At startup, from the store: its newest trade of (product, symbol) is at exchange
+        time ``timestamp_us`` (µs) and the trades stored at that time have ``trade_ids``.
+        Trades before that time, and these ids at it, count as already stored; everything
+        newer is kept (see :class:`TradeMemory`)."""
         key = (product, canonical_symbol(symbol))
         memory = self._trades.get(key)
         if memory is None:
-            self._trades[key] = TradeMemory(self.trade_memory, trade_id)
-        elif memory.floor is None or trade_id > memory.floor:
-            memory.floor = trade_id
-            if memory.high_water is None or trade_id > memory.high_water:
-                memory.high_water = trade_id
+            memory = self._trades[key] = TradeMemory(self.trade_memory)
+        memory.stored(timestamp_us, trade_ids)
 
-    def trade_high_water(self, product: str, symbol: str) -> int | None:
+    def newest_trade_us(self, product: str, symbol: str) -> int | None:
+        """The exchange time (µs) of the newest trade of (product, symbol) stored or seeded."""
         memory = self._trades.get((product, canonical_symbol(symbol)))
-        return memory.high_water if memory else None
+        return memory.newest_us if memory else None
 
     def _trades_rows(self, rec: Trades) -> None:
-        buf = self.buffers
+        """The new trades of one frame, in frame order. They are judged oldest first (BTSE's
+        batches come newest first): a batch of more new trades than the memory holds then
+        moves the time floor only past trades already judged."""
         memories = self._trades
-        for t in rec.trades:
+        trades = rec.trades
+        judged = sorted(trades, key=_TRADE_TIME) if len(trades) > 1 else trades
+        seen: set[int] = set()
+        for t in judged:
             key = (rec.product, t.symbol)
             memory = memories.get(key)
             if memory is None:
                 memory = memories[key] = TradeMemory(self.trade_memory)
-            if memory.seen(t.trade_id, t.trade_seq):
-                self.stats.trade_duplicates += 1
+            if memory.seen(t.trade_id, t.timestamp_us):
+                seen.add(id(t))
+        if seen:
+            self.stats.trade_duplicates += len(seen)
+        buf = self.buffers
+        for t in trades:
+            if seen and id(t) in seen:
                 continue
             buf.add_trade(
                 rec.product,
@@ -616,14 +698,22 @@ class Normalizer:
         currency: str,
         cl_order_id: str | None = None,
     ) -> None:
-        """An OTC ``quote`` request went out; its quote messages are joined to it."""
+        """An OTC ``quote`` request went out; its quote messages are joined to it. The same
+        (symbol, quantity, currency, clOrderId) sent again replaces the earlier request."""
+        quantity = float(quantity)
         requests = self._otc.setdefault(conn_id, [])
         requests[:] = [
             r
             for r in requests
-            if not (r.symbol == symbol and r.quantity == quantity and r.cl_order_id == cl_order_id)
+            if not (
+                r.symbol == symbol
+                and r.quantity == quantity
+                and r.currency == currency
+                and r.cl_order_id == cl_order_id
+            )
         ]
-        requests.append(_OtcRequest(symbol, float(quantity), currency, cl_order_id))
+        in_quote = quantity_in_quote_currency(symbol, currency)
+        requests.append(_OtcRequest(symbol, quantity, currency, cl_order_id, in_quote))
 
     def on_otc_unsubscribe(
         self,
@@ -631,8 +721,10 @@ class Normalizer:
         symbol: str | None = None,
         quantity: float | None = None,
         cl_order_id: str | None = None,
+        currency: str | None = None,
     ) -> None:
-        """``unsubscribe-quote`` (or ``-all`` when symbol is None) went out."""
+        """``unsubscribe-quote`` (or ``-all`` when symbol is None) went out; ``quantity`` or
+        ``currency`` None: any."""
         if symbol is None:
             self._otc.pop(conn_id, None)
             return
@@ -643,11 +735,16 @@ class Normalizer:
             if not (
                 r.symbol == symbol
                 and (quantity is None or r.quantity == quantity)
+                and (currency is None or r.currency == currency)
                 and r.cl_order_id == cl_order_id
             )
         ]
 
     def _otc_request(self, conn_id: str, q: OtcQuote) -> _OtcRequest | None:
+        """The request quote message ``q`` answers: by its echoed ``clOrderId``; else the
+        only request of its symbol (any symbol when the message has none); else the only
+        one of them whose quantity the message quotes (:meth:`_OtcRequest.answered_by`).
+        None when no single request fits."""
         requests = self._otc.get(conn_id, [])
         if q.cl_order_id:
             for r in requests:
@@ -655,7 +752,7 @@ class Normalizer:
                     return r
         candidates = [r for r in requests if q.symbol is None or r.symbol == q.symbol]
         if len(candidates) > 1:
-            by_qty = [r for r in candidates if r.quantity in (q.buy_quantity, q.sell_quantity)]
+            by_qty = [r for r in candidates if r.answered_by(q)]
             candidates = by_qty or candidates
         return candidates[0] if len(candidates) == 1 else None
 

@@ -205,8 +205,11 @@ class Daemon:
             snapshot_depth=b.snapshot_depth,
             validate_sample_rate=b.validate_sample_rate,
         )
-        for (product, symbol), trade_id in (await asyncio.to_thread(store.last_trade_ids)).items():
-            norm.seed_trade_high_water(product, symbol, trade_id)
+        # trade de-duplication across restarts: by exchange time, as BTSE's tradeIds are not
+        # monotonic (the re-sent batch after subscribe is at or before the newest stored trade)
+        stored = await asyncio.to_thread(store.newest_trades)
+        for (product, symbol), (timestamp_us, trade_ids) in stored.items():
+            norm.seed_stored_trades(product, symbol, timestamp_us, trade_ids)
         p = cfg.pipeline
         self.queue = queue = FrameQueue(p.queue_max_frames)
         self.writer = writer = BatchWriter(
@@ -363,6 +366,7 @@ class Daemon:
             "collector_stopped",
             frames=self.processor.frames if self.processor else 0,
             rows=dict(self.writer.stats.rows) if self.writer else {},
+            trade_duplicates=self.normalizer.stats.trade_duplicates if self.normalizer else 0,
         )
 
     # -- helpers -----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ Public API::
 
 from collector.storage.recovery import RecoveryReport, recover
 from collector.storage.schemas import TableSchema, load_schemas
-from collector.storage.writer import FlushResult, Store, last_trade_ids
+from collector.storage.writer import FlushResult, Store, last_trade_ids, newest_trades
 
 __all__ = [
     "FlushResult",
@@ -16,5 +16,6 @@ __all__ = [
     "TableSchema",
     "last_trade_ids",
     "load_schemas",
+    "newest_trades",
     "recover",
 ]

@@ -234,19 +234,24 @@ def test_otc_quote_with_a_numeric_status_keeps_the_quote(make_registry) -> None:
     assert (rec.status, rec.buy_quantity, rec.buy_unit_price, rec.sell_quantity) == ("30001", 1.0, 47865.5, None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="normalizer.TradeMemory treats every numeric tradeId <= the floor as seen, whatever "
-    "its time: BTSE's trade ids restarted between Oct 2025 (929934907) and Sep 2026 (57971633)",
-)
 def test_trade_ids_that_restart_lower_are_not_mistaken_for_duplicates(make_registry, frames) -> None:  # type: ignore[no-untyped-def]
     # §3.3.1/§3.5: tradeHistoryApiV3 doc example 927002515 (Jul 2025), legacy wire 929934907
     # (Oct 2025), V3 wire 57971633 (Sep 2026): BTSE's tradeId sequence went back down.
-    norm, _ = run(make_registry, frames, "futures_trades_legacy_bare_topic")  # stored: 929934907
-    norm.seed_trade_high_water("futures", "BTC-PERP", 929934907)  # as after a restart
+    legacy, v3 = frames["futures_trades_legacy_bare_topic"]["frame"], frames["futures_trades_v3"]["frame"]
     COVERED.add("futures_trades_v3")
-    norm.feed("futures#0", "futures", frames["futures_trades_v3"]["frame"], T0 + 10)
-    assert [i for (i,) in rows(norm, "trades", "id")] == ["929934907", "57971633"]
+    norm, _ = run(make_registry, frames, "futures_trades_legacy_bare_topic")  # stored: 929934907
+    norm.feed("futures#0", "futures", v3, T0 + 10)
+    norm.feed("futures#0", "futures", legacy, T0 + 11)  # re-sent after a resubscribe
+    assert rows(norm, "trades", "id", "timestamp") == [("929934907", 1759326050158000), ("57971633", 1790134428345000)]
+    assert norm.stats.trade_duplicates == 1
+    # after a restart: the store's newest trade is the Oct 2025 one
+    restarted = Normalizer(make_registry(), validate_sample_rate=1.0)
+    restarted.seed_stored_trades("futures", "BTC-PERP", 1759326050158000, ["929934907"])
+    restarted.feed("futures#0", "futures", legacy, T0 + 20)  # re-sent batch: already stored
+    restarted.feed("futures#0", "futures", v3, T0 + 21)  # newer, with a much lower id: kept
+    assert rows(restarted, "trades", "id") == [("57971633",)]
+    assert restarted.stats.trade_duplicates == 1
+    assert restarted.newest_trade_us("futures", "BTCPFC") == 1790134428345000
 
 
 def test_every_captured_frame_has_a_golden_test(frames) -> None:  # type: ignore[no-untyped-def]

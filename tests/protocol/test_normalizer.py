@@ -22,6 +22,7 @@ from collector.protocol import (
     Resubscribe,
 )
 from collector.protocol.book import LIVE, RESYNCING, SYNCING
+from collector.protocol.normalizer import quantity_in_quote_currency
 from collector.protocol.rows import COLUMNS, TableBuffers, as_lists
 
 REPO = Path(__file__).resolve().parents[2]
@@ -198,24 +199,48 @@ def test_subscribe_sent_resets_only_the_books_of_its_topics(norm: Normalizer) ->
     assert eth.state is SYNCING and len(eth) == 0
 
 
-def test_trades_deduplicated_with_bounded_memory_and_seeding(make_registry) -> None:  # type: ignore[no-untyped-def]
+def trades_frame(*trades: tuple[int | str, int]) -> str:
+    """A tradeHistoryApiV3:BTC-PERP frame of (tradeId, timestamp ms) trades, in this order."""
+    data = [{"price": 86641.9, "size": 70, "side": "SELL", "symbol": "BTC-PERP", "tradeId": i, "timestamp": ms} for i, ms in trades]
+    return json.dumps({"topic": "tradeHistoryApiV3:BTC-PERP", "data": data})
+
+
+MS = 1790134428345  # a trade time, ms
+
+
+def test_trades_deduplicated_with_bounded_memory(make_registry) -> None:  # type: ignore[no-untyped-def]
     norm = Normalizer(make_registry(), validate_sample_rate=0, trade_memory=3)
-
-    def trades(*ids: int) -> str:
-        return json.dumps({"topic": "tradeHistoryApiV3:BTC-PERP", "data": [{"price": 86641.9, "size": 70, "side": "SELL", "symbol": "BTC-PERP", "tradeId": i, "timestamp": 1790134428345} for i in ids]})
-
-    norm.feed("f", "futures", trades(5, 4, 3), T0)  # batch after subscribe, newest first
-    norm.feed("f", "futures", trades(6, 5, 4), T0 + 1)  # re-sent batch after resubscribe
-    norm.feed("f", "futures", trades(7), T0 + 2)
+    norm.feed("f", "futures", trades_frame((5, MS + 5), (4, MS + 4), (3, MS + 3)), T0)  # batch after subscribe, newest first
+    norm.feed("f", "futures", trades_frame((6, MS + 6), (5, MS + 5), (4, MS + 4)), T0 + 1)  # re-sent after resubscribe
+    norm.feed("f", "futures", trades_frame((7, MS + 7)), T0 + 2)
     assert norm.buffers.take("trades")["id"] == ["5", "4", "3", "6", "7"]
     assert norm.stats.trade_duplicates == 2
-    assert norm.trade_high_water("futures", "BTC-PERP") == 7
-    norm.feed("f", "futures", trades(3, 2), T0 + 3)  # evicted from memory: below the floor
+    assert norm.newest_trade_us("futures", "BTC-PERP") == (MS + 7) * 1000
+    norm.feed("f", "futures", trades_frame((3, MS + 3), (4, MS + 4)), T0 + 3)  # evicted: older than the time floor
     assert norm.buffers.pending("trades") == 0
-    fresh = Normalizer(make_registry(), validate_sample_rate=0)
-    fresh.seed_trade_high_water("futures", "BTCPFC", 5)  # alias folded
-    fresh.feed("f", "futures", trades(6, 5, 4), T0)
-    assert fresh.buffers.take("trades")["id"] == ["6"]
+    # ids going back down with newer times are new trades, in the recent window or not
+    norm.feed("f", "futures", trades_frame((2, MS + 8), (1, MS + 9), (3, MS + 10)), T0 + 4)
+    assert norm.buffers.take("trades")["id"] == ["2", "1", "3"]
+    assert norm.stats.trade_duplicates == 4
+
+
+def test_trades_seeded_from_the_store_after_a_restart(make_registry) -> None:  # type: ignore[no-untyped-def]
+    norm = Normalizer(make_registry(), validate_sample_rate=0)
+    # the store's newest BTC-PERP trades: ids 900 and 901, both at MS (seeded under the legacy alias: folded)
+    norm.seed_stored_trades("futures", "BTCPFC", MS * 1000, ["900", "901"])
+    assert norm.newest_trade_us("futures", "BTC-PERP") == MS * 1000
+    # the batch re-sent on subscribe, newest first: made while the collector was down (12, 11,
+    # and 902 in the same millisecond as the stored ones), then already stored
+    norm.feed("f", "futures", trades_frame((12, MS + 2), (11, MS + 1), (902, MS), (901, MS), (900, MS), (899, MS - 1)), T0)
+    assert norm.buffers.take("trades")["id"] == ["12", "11", "902"]
+    assert norm.stats.trade_duplicates == 3
+    norm.feed("f", "futures", trades_frame((13, MS + 3), (12, MS + 2), (11, MS + 1)), T0 + 1)  # reconnect
+    assert norm.buffers.take("trades")["id"] == ["13"]
+    # non-numeric ids work the same way
+    norm.seed_stored_trades("spot", "BTC-USD", MS * 1000, ["b"])
+    text = json.dumps({"topic": "tradeHistoryApi:BTC-USD", "data": [{"symbol": "BTC-USD", "side": "BUY", "size": 0.1, "price": 1.0, "tradeId": i, "timestamp": ms} for i, ms in (("c", MS), ("b", MS), ("a", MS - 1))]})
+    norm.feed("s", "spot", text, T0 + 2)
+    assert norm.buffers.take("trades")["id"] == ["c"]
 
 
 def test_l1_quotes(norm: Normalizer, frames) -> None:  # type: ignore[no-untyped-def]
@@ -240,6 +265,61 @@ def test_otc_quotes_joined_with_their_request(norm: Normalizer, frames) -> None:
     norm.on_otc_unsubscribe("otc#0")
     norm.feed("otc#0", "otc", text, T0 + 2)
     assert norm.buffers.pending("otc_quotes") == 0
+
+
+def otc_quote(buy: tuple[float, float, float] | None, sell: tuple[float, float, float] | None, symbol: str | None = None) -> str:
+    """A §4.2 quote message, clOrderId echoed as null; buy/sell: (quantity, unit price, total amount)."""
+    msg: dict[str, Any] = {"topic": "quote", "buyQuoteId": "b" if buy else None, "sellQuoteId": "s" if sell else None, "clOrderId": None}
+    for side, q in (("buy", buy), ("sell", sell)):
+        msg[f"{side}Quantity"], msg[f"{side}UnitPrice"], msg[f"{side}TotalAmount"] = q or (None, None, None)
+    msg |= {"status": None, "reason": None}
+    if symbol:
+        msg["symbol"] = symbol
+    return json.dumps(msg)
+
+
+def test_otc_quotes_matched_by_total_amount_for_a_quote_currency_quantity(norm: Normalizer) -> None:
+    # §4.2: buyQuantity/sellQuantity are in the base currency, the total amounts in the quote currency
+    norm.on_otc_quote_sent("otc#0", "BTC-USD", 1, "BTC")
+    norm.on_otc_quote_sent("otc#0", "BTC-USD", 50000, "USD")
+    norm.on_otc_quote_sent("otc#0", "BTC-USD", 10, "USD")
+    norm.on_otc_quote_sent("otc#0", "BTC-USD", 10, "BTC")  # same number, base currency: another request
+    norm.feed("otc#0", "otc", otc_quote((1, 47865.58, 47865.58), (1, 47649.4, 47649.4)), T0)
+    norm.feed("otc#0", "otc", otc_quote((1.04458, 47865.58, 50000), (1.04932, 47649.4, 50000), "BTC-USD"), T0 + 1)
+    norm.feed("otc#0", "otc", otc_quote((0.000209, 47865.58, 10), None), T0 + 2)  # buy side only
+    norm.feed("otc#0", "otc", otc_quote(None, (10, 47649.4, 476494.0)), T0 + 3)  # sell side only
+    rows = as_lists(norm.buffers.take("otc_quotes"))
+    assert list(zip(rows["quantity"], rows["currency"], rows["buy_total_amount"], rows["sell_quantity"], strict=True)) == [
+        (1.0, "BTC", 47865.58, 1.0),
+        (50000.0, "USD", 50000.0, 1.04932),
+        (10.0, "USD", 10.0, None),
+        (10.0, "BTC", None, 10.0),
+    ]
+    assert norm.stats.otc_unmatched == 0
+    # a quote for no request's quantity, with several requests: no guess
+    norm.feed("otc#0", "otc", otc_quote((2, 47865.58, 95731.16), None), T0 + 4)
+    assert norm.buffers.pending("otc_quotes") == 0 and [e["kind"] for e in events(norm)] == ["otc_unmatched"]
+    # unsubscribing one currency leaves the request of the other
+    norm.on_otc_unsubscribe("otc#0", "BTC-USD", 10, currency="USD")
+    norm.on_otc_unsubscribe("otc#0", "BTC-USD", 50000)
+    norm.on_otc_unsubscribe("otc#0", "BTC-USD", 1, currency="BTC")
+    norm.feed("otc#0", "otc", otc_quote((0.000209, 47865.58, 10), None), T0 + 5)  # the one left: joined to it
+    assert as_lists(norm.buffers.take("otc_quotes"))["currency"] == ["BTC"]
+
+
+def test_otc_quantity_currency_kinds() -> None:
+    assert quantity_in_quote_currency("BTC-USD", "USD") is True
+    assert quantity_in_quote_currency("BTC-USD", "usd") is True
+    assert quantity_in_quote_currency("BTC-USD", "BTC") is False
+    assert quantity_in_quote_currency("BTC-SGD", "USDT") is None
+    assert quantity_in_quote_currency("BTCUSD", "USD") is None
+
+
+def test_otc_request_in_neither_currency_matches_any_amount(norm: Normalizer) -> None:
+    norm.on_otc_quote_sent("otc#0", "BTC-USD", 2, "BTC")
+    norm.on_otc_quote_sent("otc#0", "BTC-USD", 1000, "USDT")
+    norm.feed("otc#0", "otc", otc_quote((0.0209, 47865.58, 1000), None), T0)
+    assert as_lists(norm.buffers.take("otc_quotes"))["currency"] == ["USDT"]
 
 
 def test_control_frames_become_commands_and_events(norm: Normalizer, frames) -> None:  # type: ignore[no-untyped-def]
