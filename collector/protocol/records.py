@@ -54,7 +54,7 @@ class Trade(msgspec.Struct, gc=False):
     price: float
     amount: float
     trade_id: str
-    trade_seq: int | None  # the numeric tradeId, when it is a number (dedup high-water mark)
+    trade_seq: int | None  # the tradeId as a number, when it is one (informational: BTSE ids are not monotonic, de-duplication goes by time, see normalizer.TradeMemory)
     timestamp_us: int
 
 
