@@ -51,9 +51,11 @@ number_value(PyObject *o, double *out, const char *what, Py_ssize_t i)
         *out = PyFloat_AS_DOUBLE(o);
         return 0;
     }
-    if (PyBool_Check(o) || !(PyFloat_Check(o) || PyLong_Check(o))) {
-        PyErr_Format(PyExc_TypeError, "level %zd: %s must be a number, not %.100s", i, what,
-                     Py_TYPE(o)->tp_name);
+    /* exact int only (a subclass could run Python code inside the dict operations, while
+     * this call holds borrowed references to the levels) */
+    if (!PyLong_CheckExact(o)) {
+        PyErr_Format(PyExc_TypeError, "level %zd: %s must be a float or int, not %.100s", i,
+                     what, Py_TYPE(o)->tp_name);
         return -1;
     }
     double v = PyFloat_AsDouble(o);
@@ -915,6 +917,10 @@ apply_delta_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (levels_load(&asks, args[2]) < 0) {
         levels_free(&bids);
         return NULL;
+    }
+    if (book->key == NULL || !PyTuple_CheckExact(book->key) || PyTuple_GET_SIZE(book->key) != 3) {
+        PyErr_SetString(PyExc_TypeError, "book.key must be a (product, symbol, grouping) tuple");
+        goto error;
     }
     int outcome = book_apply(book, &bids, &asks, seq, prev, args[5]);
     if (outcome == APPLIED || outcome == APPLIED_TOP) {

@@ -7,6 +7,7 @@ protocol suite again with ``BTSE_COLLECTOR_PURE_PYTHON=1`` so the fallback keeps
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from collector.protocol.book import (
     CROSSED,
     DUPLICATE,
     GAP,
+    LIVE,
     RESYNCING,
     SKIPPED,
     OrderBook,
@@ -146,10 +148,10 @@ def test_c_core_leaves_the_book_untouched_on_a_bad_level() -> None:
     book.apply_snapshot([(100.0, 1.0)], [(101.0, 1.0)], 10)
     before = _observe(book)
     for bids, message in (
-        ([(99.0, 1.0), ("99.5", 1.0)], "price must be a number"),
-        ([(99.0, 1.0), (99.5, None)], "amount must be a number"),
+        ([(99.0, 1.0), ("99.5", 1.0)], "price must be a float or int"),
+        ([(99.0, 1.0), (99.5, None)], "amount must be a float or int"),
         ([(99.0, 1.0), (99.5,)], r"not a \(price, amount\) pair"),
-        ([(99.0, 1.0), (99.5, True)], "amount must be a number"),
+        ([(99.0, 1.0), (99.5, True)], "amount must be a float or int"),
     ):
         with pytest.raises(TypeError, match=message):
             book.apply_delta(bids, [], 11, 10)
@@ -382,3 +384,55 @@ def test_c_paths_keep_no_stray_references() -> None:
     book.reset()
     after = [sys.getrefcount(o) for o in (level, bids, bad, price, amount)]
     assert after == before
+
+
+class _Float(float):
+    def __hash__(self) -> int:
+        return 0
+
+
+JUNK = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=3)
+    | st.builds(_Float, st.floats(allow_nan=False)),
+    lambda children: st.lists(children, max_size=3) | st.tuples(children, children),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JUNK, JUNK, JUNK)
+def test_c_paths_survive_junk_input_with_typed_errors(bids: Any, asks: Any, ts: Any) -> None:
+    """Anything a Python caller may pass gives a result or a typed error, never a crash."""
+    book = book_class(True)("spot", "BTC-USD", 0)
+    book.apply_snapshot([(100.0, 1.0)], [(101.0, 1.0)], 1)
+    rows = new_book_changes(True)
+    for call in (
+        lambda: book.apply_delta(bids, asks, 2, 1, ts),
+        lambda: S.apply_delta_rows(book, bids, asks, 3, book.last_seq, ts, 5, rows, []),
+        lambda: rows.append(book.key, ts, 5, bids, 2, 1, bids, asks),
+    ):
+        with contextlib.suppress(TypeError, ValueError, OverflowError):
+            call()
+    take_book_changes(rows)
+    assert book.state in (LIVE, RESYNCING)
+
+
+def test_c_paths_reject_a_broken_book_instead_of_crashing() -> None:
+    book = book_class(True)("spot", "BTC-USD", 0)
+    book.apply_snapshot([(100.0, 1.0)], [(101.0, 1.0)], 1)
+    rows = new_book_changes(True)
+    del book.key
+    with pytest.raises(TypeError, match="book.key"):
+        S.apply_delta_rows(book, [(100.5, 1.0)], [], 2, 1, 1, 1, rows, [])
+    book.key = ("spot", "BTC-USD", 0)
+    del book._top
+    assert S.apply_delta_rows(book, [(100.5, 1.0)], [], 2, 1, 1, 1, rows, []) == APPLIED_TOP
+    book.bids = None  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="must be dicts"):
+        book.apply_delta([(1.0, 1.0)], [], 3, 2)
+    with pytest.raises(TypeError, match="must be dicts"):
+        book.top_changed()
