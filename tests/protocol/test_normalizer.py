@@ -404,6 +404,7 @@ def test_protocol_core_imports_no_network_code() -> None:
         "import sys\n"
         "import collector.protocol, collector.protocol.normalizer, collector.protocol.decode\n"
         "import collector.protocol.frames, collector.protocol.auth, collector.protocol.rows\n"
+        "import collector.protocol.book, collector.protocol.native  # the C speedups too\n"
         "bad = [m for m in ('asyncio', 'websockets', 'aiohttp') if m in sys.modules]\n"
         "print(','.join(bad))\n"
         "sys.exit(1 if bad else 0)\n"
