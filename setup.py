@@ -2,7 +2,8 @@
 
 ``collector/protocol/_speedups.c`` has a pure-Python twin for every piece; when it cannot be
 compiled (no C compiler), the install goes on and ``collector.protocol.native`` falls back to
-pure Python (``btse-collector specs`` and the bench say which one runs).
+pure Python (the daemon's ``collector_starting`` log event and ``make bench`` say which one runs:
+``protocol_core="c"`` or ``"python"``).
 """
 
 from setuptools import Extension, setup

@@ -48,6 +48,7 @@ from collector.feed.topics import (
 from collector.pipeline.processor import Processor
 from collector.pipeline.queue import FrameQueue
 from collector.pipeline.writer import BatchWriter, WriterStats
+from collector.protocol import native
 from collector.protocol.book import LIVE
 from collector.protocol.normalizer import Normalizer
 from collector.protocol.symbols import canonical_symbol
@@ -281,6 +282,7 @@ class Daemon:
             topics=len(subs.topics),
             connections=len(supervisor.connections),
             recovered=len(store.recovery_report.items),
+            protocol_core=native.implementation(),  # "c" (speedups built) or "python"
         )
         waiter = asyncio.ensure_future(self.ready.wait())
         stopper = asyncio.ensure_future(self.stop_requested.wait())

@@ -16,6 +16,7 @@ import duckdb
 import pytest
 from e2e_helpers import FUTURES, SPOT, NotifySocket, db, rebuild_books, write_config
 
+from collector.protocol import native
 from collector.simulator import Simulator
 
 pytestmark = pytest.mark.e2e
@@ -128,6 +129,9 @@ async def test_sigkill_mid_write_then_restart_recovers_and_sigterm_flushes(tmp_p
         opened = next(e for e in collector.events if e.get("event") == "store_opened")
         assert opened["recovered"] >= 1
         await collector.wait_log(lambda e: e.get("event") == "collector_ready", "collector_ready")
+        starting = next(e for e in collector.events if e.get("event") == "collector_starting")
+        # the daemon runs the C speedups `make` built (or the twins, as this test process does)
+        assert starting["protocol_core"] == native.implementation()
         await collector.wait_log(
             lambda e: e.get("event") == "book_synced",
             "books synced",
