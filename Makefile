@@ -12,13 +12,14 @@ $(STAMP): pyproject.toml setup.py collector/protocol/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
-	scripts/fetch-asyncapi-schema.sh
 	@touch $(STAMP)
 
 run: $(STAMP)
 	$(VENV)/bin/btse-collector run --config $(CONFIG)
 
+# only the tests need the AsyncAPI JSON Schema (npm, once): run/demo/simulate work without Node
 test: $(STAMP)
+	scripts/fetch-asyncapi-schema.sh
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
