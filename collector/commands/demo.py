@@ -91,6 +91,14 @@ health:
 """
 
 
+def progress_marks(seconds: float, every: float = 5.0) -> list[float]:
+    """When the demo prints a progress line: every ``every`` s, and once at the end."""
+    marks = [every * i for i in range(1, int(seconds // every) + 1)]
+    if not marks or marks[-1] < seconds:
+        marks.append(seconds)
+    return marks
+
+
 async def _collect(args: argparse.Namespace, data_dir: Path) -> Any:
     from collector.config import load_config
     from collector.service.daemon import Daemon
@@ -108,8 +116,10 @@ async def _collect(args: argparse.Namespace, data_dir: Path) -> Any:
         await daemon.startup()
         started = time.monotonic()
         try:
-            while (elapsed := time.monotonic() - started) < seconds:
-                await asyncio.sleep(min(5.0, seconds - elapsed))
+            for mark in progress_marks(seconds):
+                # asyncio.sleep may wake a hair early (timer resolution): one line per mark
+                while (remaining := started + mark - time.monotonic()) > 0:
+                    await asyncio.sleep(remaining)
                 proc, writer = daemon.processor, daemon.writer
                 assert proc is not None and writer is not None
                 print(

@@ -20,3 +20,10 @@ def test_demo_collects_heals_the_faults_and_rebuilds_every_book(
     for kind in ("gap", "crossed", "disconnected", "stale", "decode_error"):
         assert f"\n{kind} " in out, kind
     assert (tmp_path / "store" / "book_changes").is_dir()
+    assert out.count("  t=") == 2  # progress at 5 s and at the end, once each (was repeated)
+
+
+def test_progress_marks_one_line_every_5_s_and_one_at_the_end() -> None:
+    assert demo.progress_marks(30.0) == [5.0, 10.0, 15.0, 20.0, 25.0, 30.0]
+    assert demo.progress_marks(8.0) == [5.0, 8.0]
+    assert demo.progress_marks(5.0) == [5.0]
