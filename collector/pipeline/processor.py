@@ -139,6 +139,8 @@ class Processor:
         self.acked: dict[str, set[str]] = {}
         self.ack_tracker = AckTracker()  # topics BTSE leaves out of its subscribe ack
         self.exchange_errors: dict[int | None, int] = {}
+        # (server, code) -> count, for the btse_collector_exchange_errors_total metric
+        self.exchange_errors_by_server: dict[tuple[str, int | None], int] = {}
         self._clock = clock
         self._raw: list[
             tuple[str, str, str | bytes, int]
@@ -266,6 +268,8 @@ class Processor:
                     )
             elif kind is ExchangeErrorSeen:
                 self.exchange_errors[command.code] = self.exchange_errors.get(command.code, 0) + 1
+                k = (command.conn_id.rsplit("#", 1)[0], command.code)  # conn ids: <server>#<n>
+                self.exchange_errors_by_server[k] = self.exchange_errors_by_server.get(k, 0) + 1
                 if command.code == BUFFER_FULL:
                     self.feed.split(command.conn_id)
             elif kind is Acknowledged and command.op == "subscribe":

@@ -26,7 +26,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
@@ -120,6 +120,7 @@ class _Seen:
     decode_failures: int = 0
     trade_dups: int = 0
     errors: int = 0
+    exchange_errors: dict[tuple[str, int | None], int] = field(default_factory=dict)
 
 
 class Daemon:
@@ -540,6 +541,10 @@ class Daemon:
             key = self._stream_keys.get(book.topic or "")
             if key is not None and book.topic not in down:
                 h.set_state(key, str(book.state.value), now)
+        for k, n in proc.exchange_errors_by_server.items():
+            if n > seen.exchange_errors.get(k, 0):
+                m.exchange_error(k[0], k[1], n - seen.exchange_errors.get(k, 0))
+                seen.exchange_errors[k] = n
         if proc.shed_frames > seen.shed:
             m.shed_rows("frames", proc.shed_frames - seen.shed)
             seen.shed = proc.shed_frames

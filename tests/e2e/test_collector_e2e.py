@@ -93,6 +93,13 @@ async def test_every_fault_is_survived_and_the_store_matches_the_truth(tmp_path:
             "fresh deltas on every book",
         )
         daemon._observe(time.time())  # what the 1 s health tick does
+        reg = daemon.metrics.registry
+        assert (
+            reg.get_sample_value(
+                "btse_collector_exchange_errors_total", {"server": "spot_oss", "code": "1007"}
+            )
+            == 1
+        )
         report = daemon.health.evaluate()
         assert report.healthy, report.reasons
         assert {(r.key.kind, r.state) for r in report.streams} == {
