@@ -541,10 +541,10 @@ class Daemon:
             key = self._stream_keys.get(book.topic or "")
             if key is not None and book.topic not in down:
                 h.set_state(key, str(book.state.value), now)
-        for k, n in proc.exchange_errors_by_server.items():
-            if n > seen.exchange_errors.get(k, 0):
-                m.exchange_error(k[0], k[1], n - seen.exchange_errors.get(k, 0))
-                seen.exchange_errors[k] = n
+        for ek, n in proc.exchange_errors_by_server.items():
+            if n > seen.exchange_errors.get(ek, 0):
+                m.exchange_error(ek[0], ek[1], n - seen.exchange_errors.get(ek, 0))
+                seen.exchange_errors[ek] = n
         if proc.shed_frames > seen.shed:
             m.shed_rows("frames", proc.shed_frames - seen.shed)
             seen.shed = proc.shed_frames
