@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +21,7 @@ import fastjsonschema
 import yaml
 
 from collector.errors import SpecError
+from collector.paths import data_dir
 from collector.specs.model import (
     CONTROL_NAMES,
     ENV_SPECS_DIR,
@@ -47,11 +47,9 @@ _YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoad
 
 
 def default_specs_dir() -> Path:
-    """``$BTSE_COLLECTOR_SPECS`` if set, else ``specs/`` at the root of this repository."""
-    env = os.environ.get(ENV_SPECS_DIR)
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "specs"
+    """``$BTSE_COLLECTOR_SPECS`` if set, else ``specs/`` at the root of this repository (or the
+    copy an installed wheel carries: :func:`collector.paths.data_dir`)."""
+    return data_dir("specs", ENV_SPECS_DIR, "*.asyncapi.yaml")
 
 
 def load_registry(specs_dir: Path | str | None = None) -> SpecRegistry:

@@ -7,7 +7,6 @@ naming the file and the key, raised at load time, before anything is written.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -17,6 +16,7 @@ import pyarrow as pa
 import yaml
 
 from collector.errors import SchemaError
+from collector.paths import data_dir
 
 #: YAML type name → Arrow type. ``timestamp_us`` values are int microseconds since the epoch (UTC).
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -94,11 +94,9 @@ class TableSchema:
 
 
 def default_schemas_dir() -> Path:
-    """``$BTSE_COLLECTOR_SCHEMAS`` or the repository's ``schemas/`` folder."""
-    env = os.environ.get("BTSE_COLLECTOR_SCHEMAS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "schemas"
+    """``$BTSE_COLLECTOR_SCHEMAS`` or the repository's ``schemas/`` folder (or the copy an
+    installed wheel carries: :func:`collector.paths.data_dir`)."""
+    return data_dir("schemas", "BTSE_COLLECTOR_SCHEMAS", "*.yaml")
 
 
 def parse_schema(doc: Any, source: str) -> TableSchema:
