@@ -148,7 +148,7 @@ class TradeMemory:
     time-only window far behind the live trades.
     """
 
-    __slots__ = ("_order", "capacity", "floor_ids", "floor_us", "newest_us", "recent")
+    __slots__ = ("_order", "capacity", "duplicates", "floor_ids", "floor_us", "newest_us", "recent")
 
     def __init__(self, capacity: int = 4096) -> None:
         if capacity < 1:
@@ -159,17 +159,17 @@ class TradeMemory:
         self.floor_us: int | None = None
         self.floor_ids: set[str] = set()
         self.newest_us: int | None = None  # the newest trade time stored or seeded
+        self.duplicates = 0  # trades found already seen (all time)
 
     def seen(self, trade_id: str, timestamp_us: int) -> bool:
         """True if already stored; otherwise remembers it (to be stored) and returns False."""
-        if trade_id in self.recent:
-            return True
         floor = self.floor_us
-        if (
+        if trade_id in self.recent or (
             floor is not None
             and timestamp_us <= floor
             and (timestamp_us < floor or trade_id in self.floor_ids)
         ):
+            self.duplicates += 1
             return True
         self.recent.add(trade_id)
         order = self._order
@@ -650,6 +650,10 @@ class Normalizer:
         if memory is None:
             memory = self._trades[key] = TradeMemory(self.trade_memory)
         memory.stored(timestamp_us, trade_ids)
+
+    def trade_duplicates(self) -> dict[tuple[str, str], int]:
+        """Trades found already stored, per (product, symbol) (all time)."""
+        return {key: memory.duplicates for key, memory in self._trades.items()}
 
     def newest_trade_us(self, product: str, symbol: str) -> int | None:
         """The exchange time (µs) of the newest trade of (product, symbol) stored or seeded."""

@@ -118,7 +118,7 @@ class _Seen:
     books: dict[tuple[str, str, int], tuple[int, int, int, int]]  # last_seq, gaps, crossed, dups
     shed: int = 0
     decode_failures: int = 0
-    trade_dups: int = 0
+    trade_dups: dict[tuple[str, str], int] = field(default_factory=dict)
     errors: int = 0
     exchange_errors: dict[tuple[str, int | None], int] = field(default_factory=dict)
 
@@ -541,6 +541,10 @@ class Daemon:
             key = self._stream_keys.get(book.topic or "")
             if key is not None and book.topic not in down:
                 h.set_state(key, str(book.state.value), now)
+        for (product, symbol), n in norm.trade_duplicates().items():
+            if n > seen.trade_dups.get((product, symbol), 0):
+                m.duplicate(product, symbol, "trades", n - seen.trade_dups.get((product, symbol), 0))
+                seen.trade_dups[(product, symbol)] = n
         for ek, n in proc.exchange_errors_by_server.items():
             if n > seen.exchange_errors.get(ek, 0):
                 m.exchange_error(ek[0], ek[1], n - seen.exchange_errors.get(ek, 0))

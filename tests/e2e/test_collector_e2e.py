@@ -100,6 +100,14 @@ async def test_every_fault_is_survived_and_the_store_matches_the_truth(tmp_path:
             )
             == 1
         )
+        trade_dups = [
+            reg.get_sample_value(
+                "btse_collector_duplicates_total", {"product": p, "symbol": s, "kind": "trades"}
+            )
+            or 0
+            for p, s in norm.trade_duplicates()
+        ]
+        assert sum(trade_dups) == norm.stats.trade_duplicates > 0  # resubscribes re-send trades
         report = daemon.health.evaluate()
         assert report.healthy, report.reasons
         assert {(r.key.kind, r.state) for r in report.streams} == {

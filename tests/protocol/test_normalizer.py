@@ -222,6 +222,7 @@ def test_trades_deduplicated_with_bounded_memory(make_registry) -> None:  # type
     norm.feed("f", "futures", trades_frame((2, MS + 8), (1, MS + 9), (3, MS + 10)), T0 + 4)
     assert norm.buffers.take("trades")["id"] == ["2", "1", "3"]
     assert norm.stats.trade_duplicates == 4
+    assert norm.trade_duplicates() == {("futures", "BTC-PERP"): 4}  # per market: the metric
 
 
 def test_trades_seeded_from_the_store_after_a_restart(make_registry) -> None:  # type: ignore[no-untyped-def]
