@@ -33,14 +33,16 @@ static unsigned long long batch_generation = 0;
 /* -- levels: a (price, amount) sequence checked and converted before anything changes ---- */
 
 typedef struct {
-    PyObject *price, *amount; /* borrowed from the level (kept alive by ``fast``) */
+    /* new references: Python code can run inside the dict operations (the finalizer of a value
+     * that a level replaces, the __eq__ of a key that is not a float) and could empty the
+     * caller's list of levels, or a level list, while the call still uses them */
+    PyObject *price, *amount;
     double p, a;
 } Level;
 
 typedef struct {
-    PyObject *fast;
     Level *items;
-    Py_ssize_t n;
+    Py_ssize_t n; /* levels loaded (and referenced) */
     Level stack[STACK_LEVELS];
 } Levels;
 
@@ -65,20 +67,34 @@ number_value(PyObject *o, double *out, const char *what, Py_ssize_t i)
     return 0;
 }
 
+static void
+levels_free(Levels *L)
+{
+    for (Py_ssize_t i = 0; i < L->n; i++) {
+        Py_DECREF(L->items[i].price);
+        Py_DECREF(L->items[i].amount);
+    }
+    if (L->items != L->stack)
+        PyMem_Free(L->items);
+    L->items = L->stack;
+    L->n = 0;
+}
+
 static int
 levels_load(Levels *L, PyObject *seq)
 {
     L->items = L->stack;
     L->n = 0;
-    L->fast = PySequence_Fast(seq, "levels must be a sequence of (price, amount) pairs");
-    if (L->fast == NULL)
+    PyObject *fast = PySequence_Fast(seq, "levels must be a sequence of (price, amount) pairs");
+    if (fast == NULL)
         return -1;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(L->fast);
-    PyObject **src = PySequence_Fast_ITEMS(L->fast);
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    PyObject **src = PySequence_Fast_ITEMS(fast);
     if (n > STACK_LEVELS) {
-        L->items = PyMem_Malloc(sizeof(Level) * (size_t)n);
+        L->items = PyMem_New(Level, (size_t)n); /* NULL on size overflow too */
         if (L->items == NULL) {
-            Py_CLEAR(L->fast);
+            L->items = L->stack;
+            Py_DECREF(fast);
             PyErr_NoMemory();
             return -1;
         }
@@ -102,26 +118,16 @@ levels_load(Levels *L, PyObject *seq)
         Level *out = &L->items[i];
         if (number_value(p, &out->p, "price", i) < 0 || number_value(a, &out->a, "amount", i) < 0)
             goto error;
-        out->price = p;
-        out->amount = a;
+        out->price = Py_NewRef(p);
+        out->amount = Py_NewRef(a);
+        L->n = i + 1;
     }
-    L->n = n;
+    Py_DECREF(fast);
     return 0;
 error:
-    if (L->items != L->stack)
-        PyMem_Free(L->items);
-    L->items = L->stack;
-    Py_CLEAR(L->fast);
+    Py_DECREF(fast);
+    levels_free(L);
     return -1;
-}
-
-static void
-levels_free(Levels *L)
-{
-    if (L->items != L->stack)
-        PyMem_Free(L->items);
-    L->items = L->stack;
-    Py_CLEAR(L->fast);
 }
 
 /* -- BookCore ------------------------------------------------------------------------------ */
@@ -142,6 +148,7 @@ typedef struct {
     int state;
     unsigned long long rows_generation; /* BookChanges batch whose index is cached below */
     Py_ssize_t rows_index;
+    PyObject *rows_key; /* the key object that index is of (``key`` can be replaced) */
 } BookCore;
 
 static PyObject *
@@ -185,6 +192,7 @@ BookCore_traverse(BookCore *self, visitproc visit, void *arg)
     Py_VISIT(self->expected_seq);
     Py_VISIT(self->received_seq);
     Py_VISIT(self->key);
+    Py_VISIT(self->rows_key);
     return 0;
 }
 
@@ -198,6 +206,7 @@ BookCore_clear(BookCore *self)
     Py_CLEAR(self->expected_seq);
     Py_CLEAR(self->received_seq);
     Py_CLEAR(self->key);
+    Py_CLEAR(self->rows_key);
     return 0;
 }
 
@@ -231,31 +240,43 @@ check_sides(BookCore *self)
 }
 
 /* What a delta did to the top of one side: ``touched`` when a level at or better than the best
- * changed (or the best was deleted); ``amount``: the new best level's amount (borrowed from the
- * side's dict), NULL when the side is empty. */
+ * changed (or the best was deleted); ``amount``: the new best level's amount (a new reference:
+ * Python code run by a later dict operation could drop the dict's), NULL when the side is empty
+ * or the amount is to be looked up. */
 typedef struct {
     int touched;
     PyObject *amount;
 } SideTop;
 
-/* The best price of a side after its best level was deleted: one pass over the keys. */
+/* The best price of a side after its best level was deleted: one pass over the keys.
+ * ``*amount``: replaced by a new reference to the best level's amount (NULL: none found). */
 static int
 side_best(PyObject *side, int is_bid, double *out, PyObject **amount)
 {
     double best = is_bid ? -INFINITY : INFINITY;
     Py_ssize_t pos = 0;
-    PyObject *k, *v;
-    *amount = NULL;
+    PyObject *k, *v, *found = NULL;
     while (PyDict_Next(side, &pos, &k, &v)) {
+        /* a key that is not a float may run Python code (__float__) that changes the dict:
+         * its key and value are held meanwhile (PyDict_Next itself survives a change) */
+        Py_INCREF(k);
+        Py_INCREF(v);
         double x = PyFloat_CheckExact(k) ? PyFloat_AS_DOUBLE(k) : PyFloat_AsDouble(k);
-        if (x == -1.0 && PyErr_Occurred())
+        Py_DECREF(k);
+        if (x == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(v);
+            Py_XDECREF(found);
             return -1;
+        }
         if (is_bid ? x > best : x < best) {
             best = x;
-            *amount = v;
+            Py_XSETREF(found, v);
         }
+        else
+            Py_DECREF(v);
     }
     *out = best;
+    Py_XSETREF(*amount, found);
     return 0;
 }
 
@@ -274,7 +295,7 @@ apply_side(PyObject *side, const Levels *L, int is_bid, double *best_io, SideTop
             if (is_bid ? lv->p >= best : lv->p <= best) {
                 best = lv->p;
                 top->touched = 1;
-                top->amount = lv->amount; /* now the dict's value at ``best`` */
+                Py_XSETREF(top->amount, Py_NewRef(lv->amount)); /* the value at ``best`` */
             }
         }
         else {
@@ -333,12 +354,12 @@ amount_at(PyObject *side, double price, PyObject **out)
 }
 
 /* The new top entries of one side: price and amount objects (new references) and whether they
- * equal the old ones. ``side_top`` NULL: look the amount up (the whole top is recomputed). */
+ * equal the old ones. ``side_top`` NULL: look the amount up (the whole top is recomputed).
+ * ``side`` and ``old`` are held by the caller. */
 static int
-top_side(BookCore *self, int is_bid, const SideTop *side_top, PyObject *old, PyObject **price,
-         PyObject **amount, int *same)
+top_side(BookCore *self, PyObject *side, int is_bid, const SideTop *side_top, PyObject *old,
+         PyObject **price, PyObject **amount, int *same)
 {
-    PyObject *side = is_bid ? self->bids : self->asks;
     PyObject *old_price = old ? PyTuple_GET_ITEM(old, is_bid ? 0 : 2) : NULL;
     PyObject *old_amount = old ? PyTuple_GET_ITEM(old, is_bid ? 1 : 3) : NULL;
     if (old != NULL && side_top != NULL && !side_top->touched) { /* nothing at or above best */
@@ -357,15 +378,20 @@ top_side(BookCore *self, int is_bid, const SideTop *side_top, PyObject *old, PyO
     PyObject *value = side_top != NULL ? side_top->amount : NULL;
     if (value == NULL && amount_at(side, best, &value) < 0)
         return -1;
+    Py_INCREF(value); /* held: converting an amount that is not a float runs Python code */
     double v = PyFloat_CheckExact(value) ? PyFloat_AS_DOUBLE(value) : PyFloat_AsDouble(value);
-    if (v == -1.0 && PyErr_Occurred())
+    if (v == -1.0 && PyErr_Occurred()) {
+        Py_DECREF(value);
         return -1;
+    }
     int same_price = old != NULL && same_value(old_price, NULL, 1, best);
     *same = same_price && same_value(old_amount, value, 1, v);
     *price = same_price ? Py_NewRef(old_price) : PyFloat_FromDouble(best);
-    if (*price == NULL)
+    if (*price == NULL) {
+        Py_DECREF(value);
         return -1;
-    *amount = Py_NewRef(value);
+    }
+    *amount = value;
     return 0;
 }
 
@@ -374,39 +400,42 @@ top_side(BookCore *self, int is_bid, const SideTop *side_top, PyObject *old, PyO
 static int
 book_top_update(BookCore *self, const SideTop *bids, const SideTop *asks)
 {
+    if (check_sides(self) < 0) /* again: Python code may have run since the delta's check */
+        return -1;
+    /* the sides and the old top are held: converting a value that is not a float runs Python
+     * code, which could replace them on the book */
+    PyObject *bid_side = Py_NewRef(self->bids), *ask_side = Py_NewRef(self->asks);
     PyObject *old = self->top;
-    if (old != NULL && !(PyTuple_CheckExact(old) && PyTuple_GET_SIZE(old) == 4))
-        old = NULL;
-    PyObject *bp = NULL, *ba = NULL, *ap = NULL, *aa = NULL;
-    int same_b = 0, same_a = 0;
-    if (top_side(self, 1, bids, old, &bp, &ba, &same_b) < 0)
-        return -1;
-    if (top_side(self, 0, asks, old, &ap, &aa, &same_a) < 0) {
-        Py_DECREF(bp);
-        Py_DECREF(ba);
-        return -1;
-    }
+    old = old != NULL && PyTuple_CheckExact(old) && PyTuple_GET_SIZE(old) == 4 ? Py_NewRef(old)
+                                                                              : NULL;
+    PyObject *bp = NULL, *ba = NULL, *ap = NULL, *aa = NULL, *top = NULL;
+    int same_b = 0, same_a = 0, result = -1;
+    if (top_side(self, bid_side, 1, bids, old, &bp, &ba, &same_b) < 0 ||
+        top_side(self, ask_side, 0, asks, old, &ap, &aa, &same_a) < 0)
+        goto done;
     if (same_b && same_a) {
-        Py_DECREF(bp);
-        Py_DECREF(ba);
-        Py_DECREF(ap);
-        Py_DECREF(aa);
-        return 0;
+        result = 0;
+        goto done;
     }
-    PyObject *top = PyTuple_New(4);
-    if (top == NULL) {
-        Py_DECREF(bp);
-        Py_DECREF(ba);
-        Py_DECREF(ap);
-        Py_DECREF(aa);
-        return -1;
-    }
+    top = PyTuple_New(4);
+    if (top == NULL)
+        goto done;
     PyTuple_SET_ITEM(top, 0, bp); /* steals the references */
     PyTuple_SET_ITEM(top, 1, ba);
     PyTuple_SET_ITEM(top, 2, ap);
     PyTuple_SET_ITEM(top, 3, aa);
+    bp = ba = ap = aa = NULL;
     Py_XSETREF(self->top, top);
-    return 1;
+    result = 1;
+done:
+    Py_XDECREF(bp);
+    Py_XDECREF(ba);
+    Py_XDECREF(ap);
+    Py_XDECREF(aa);
+    Py_XDECREF(old);
+    Py_DECREF(bid_side);
+    Py_DECREF(ask_side);
+    return result;
 }
 
 static int
@@ -443,28 +472,40 @@ book_apply(BookCore *self, const Levels *bids, const Levels *asks, long long seq
     }
     if (check_sides(self) < 0)
         return -1;
+    /* the sides are held: Python code run by a dict operation (a replaced value's finalizer)
+     * could replace them on the book */
+    PyObject *bid_side = Py_NewRef(self->bids), *ask_side = Py_NewRef(self->asks);
     SideTop bid_top = {0, NULL}, ask_top = {0, NULL};
-    if (bids->n && apply_side(self->bids, bids, 1, &self->best_bid, &bid_top) < 0)
-        return -1;
-    if (asks->n && apply_side(self->asks, asks, 0, &self->best_ask, &ask_top) < 0)
-        return -1;
+    int outcome = -1;
+    if (bids->n && apply_side(bid_side, bids, 1, &self->best_bid, &bid_top) < 0)
+        goto done;
+    if (asks->n && apply_side(ask_side, asks, 0, &self->best_ask, &ask_top) < 0)
+        goto done;
     int touched = bid_top.touched || ask_top.touched;
     self->last_seq = seq;
     Py_XSETREF(self->timestamp_us, Py_NewRef(timestamp_us));
-    if (!touched)
-        return APPLIED;
+    if (!touched) {
+        outcome = APPLIED;
+        goto done;
+    }
     if (self->best_bid >= self->best_ask) {
         if (set_long(&self->received_seq, seq) < 0)
-            return -1;
+            goto done;
         Py_XSETREF(self->expected_seq, Py_NewRef(Py_None));
         self->crossed_count++;
         self->state = ST_RESYNCING;
-        return CROSSED;
+        outcome = CROSSED;
+        goto done;
     }
     int changed = book_top_update(self, &bid_top, &ask_top);
-    if (changed < 0)
-        return -1;
-    return changed ? APPLIED_TOP : APPLIED;
+    if (changed >= 0)
+        outcome = changed ? APPLIED_TOP : APPLIED;
+done:
+    Py_XDECREF(bid_top.amount);
+    Py_XDECREF(ask_top.amount);
+    Py_DECREF(bid_side);
+    Py_DECREF(ask_side);
+    return outcome;
 }
 
 static int
@@ -510,8 +551,6 @@ BookCore_apply_delta(BookCore *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 BookCore_top_changed(BookCore *self, PyObject *unused)
 {
-    if (check_sides(self) < 0)
-        return NULL;
     int changed = book_top_changed(self);
     if (changed < 0)
         return NULL;
@@ -564,6 +603,13 @@ static PyTypeObject BookCoreType = {
 /* -- BookChanges --------------------------------------------------------------------------- */
 
 enum { ROW_SNAPSHOT = 1, ROW_ASK = 2, ROW_NO_TIMESTAMP = 4 };
+
+/* The most rows of one batch: take() hands the side column over as an Arrow string array,
+ * whose offsets are int32 (3 bytes a row). Past it append() is an OverflowError (the batch
+ * stays valid) instead of offsets that wrap. A build may lower it (the tests do). */
+#ifndef BOOK_CHANGES_MAX_ROWS
+#define BOOK_CHANGES_MAX_ROWS (INT32_MAX / 3)
+#endif
 
 typedef struct {
     int64_t timestamp, local_ts, seq, prev_seq;
@@ -659,21 +705,46 @@ bc_key_index(BookChanges *self, PyObject *key)
     PyObject *number = PyLong_FromSsize_t(index);
     if (number == NULL)
         return -1;
+    /* the list first: an index in the dict must always name a key of the list (a dangling one
+     * would be handed to the next new book too, and its rows would name the wrong book) */
+    if (PyList_Append(self->keys, key) < 0) {
+        Py_DECREF(number);
+        return -1;
+    }
     int err = PyDict_SetItem(self->key_index, key, number);
     Py_DECREF(number);
-    if (err < 0 || PyList_Append(self->keys, key) < 0)
+    if (err < 0) {
+#if PY_VERSION_HEX >= 0x030C0000
+        PyObject *exc = PyErr_GetRaisedException();
+        (void)PyList_SetSlice(self->keys, index, index + 1, NULL); /* no Python code: a list */
+        PyErr_SetRaisedException(exc);
+#else
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        (void)PyList_SetSlice(self->keys, index, index + 1, NULL); /* no Python code: a list */
+        PyErr_Restore(type, value, traceback);
+#endif
         return -1;
+    }
     return index;
 }
 
 static int
 bc_reserve(BookChanges *self, Py_ssize_t more)
 {
+    if (more > BOOK_CHANGES_MAX_ROWS - self->n) {
+        PyErr_Format(PyExc_OverflowError,
+                     "a book_changes batch holds at most %zd rows (int32 string offsets); "
+                     "take() it sooner", (Py_ssize_t)BOOK_CHANGES_MAX_ROWS);
+        return -1;
+    }
     if (self->n + more <= self->cap)
         return 0;
     Py_ssize_t cap = self->cap ? self->cap : 1024;
     while (cap < self->n + more)
         cap *= 2;
+    if (cap > BOOK_CHANGES_MAX_ROWS) /* n + more is not */
+        cap = BOOK_CHANGES_MAX_ROWS;
     Row *rows = PyMem_Realloc(self->rows, sizeof(Row) * (size_t)cap);
     if (rows == NULL) {
         PyErr_NoMemory();
@@ -684,20 +755,30 @@ bc_reserve(BookChanges *self, Py_ssize_t more)
     return 0;
 }
 
+/* A row's timestamp: an int64, or None (flags |= ROW_NO_TIMESTAMP). */
+static int
+timestamp_value(PyObject *timestamp, int64_t *ts, uint8_t *flags)
+{
+    *ts = 0;
+    if (timestamp == Py_None) {
+        *flags |= ROW_NO_TIMESTAMP;
+        return 0;
+    }
+    long long v;
+    if (seq_value(timestamp, &v, "timestamp") < 0)
+        return -1;
+    *ts = v;
+    return 0;
+}
+
 static int
 bc_append(BookChanges *self, Py_ssize_t book, PyObject *timestamp, int64_t local_ts,
           int is_snapshot, int64_t seq, int64_t prev_seq, const Levels *bids, const Levels *asks)
 {
     uint8_t flags = is_snapshot ? ROW_SNAPSHOT : 0;
-    int64_t ts = 0;
-    if (timestamp == Py_None)
-        flags |= ROW_NO_TIMESTAMP;
-    else {
-        long long v;
-        if (seq_value(timestamp, &v, "timestamp") < 0)
-            return -1;
-        ts = v;
-    }
+    int64_t ts;
+    if (timestamp_value(timestamp, &ts, &flags) < 0)
+        return -1;
     if (bc_reserve(self, bids->n + asks->n) < 0)
         return -1;
     Row *out = self->rows + self->n;
@@ -766,6 +847,10 @@ BookChanges_take(BookChanges *self, PyObject *unused)
      *  amount, book index, is_snapshot bitmap, side offsets, side data): the batch as Arrow
      *  buffers (int64, float64, int32 little-endian; bitmaps LSB first); resets the buffer. */
     Py_ssize_t n = self->n;
+    if (n > BOOK_CHANGES_MAX_ROWS) { /* bc_reserve keeps it below: the offsets would wrap */
+        PyErr_SetString(PyExc_OverflowError, "book_changes batch too large for int32 offsets");
+        return NULL;
+    }
     Py_ssize_t bitmap_bytes = (n + 7) / 8;
     int any_null = 0;
     for (Py_ssize_t i = 0; i < n; i++)
@@ -872,15 +957,18 @@ quote_row(BookCore *book, PyObject *timestamp, PyObject *local_ts, PyObject *seq
 {
     /* (product, symbol, timestamp, local_ts, ask_amount, ask, bid, bid_amount, "book",
      *  grouping, seq): rows.QUOTES_COLUMNS after "exchange" */
-    PyObject *key = book->key, *top = book->top;
-    if (key == NULL || !PyTuple_CheckExact(key) || PyTuple_GET_SIZE(key) != 3 || top == NULL ||
-        !PyTuple_CheckExact(top) || PyTuple_GET_SIZE(top) != 4) {
-        PyErr_SetString(PyExc_TypeError, "book.key or book._top is not set");
-        return NULL;
-    }
     PyObject *row = PyTuple_New(11);
     if (row == NULL)
         return NULL;
+    /* read after the allocation: it can run the garbage collector, so Python code that could
+     * replace (and free) the book's key or top */
+    PyObject *key = book->key, *top = book->top;
+    if (key == NULL || !PyTuple_CheckExact(key) || PyTuple_GET_SIZE(key) != 3 || top == NULL ||
+        !PyTuple_CheckExact(top) || PyTuple_GET_SIZE(top) != 4) {
+        Py_DECREF(row);
+        PyErr_SetString(PyExc_TypeError, "book.key or book._top is not set");
+        return NULL;
+    }
     PyObject *items[11] = {
         PyTuple_GET_ITEM(key, 0), PyTuple_GET_ITEM(key, 1), timestamp, local_ts,
         PyTuple_GET_ITEM(top, 3), PyTuple_GET_ITEM(top, 2), PyTuple_GET_ITEM(top, 0),
@@ -922,16 +1010,28 @@ apply_delta_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "book.key must be a (product, symbol, grouping) tuple");
         goto error;
     }
+    /* what would make the rows fail is checked before the book changes: a delta applied
+     * without its rows would be a silent hole in book_changes */
+    int64_t ts;
+    uint8_t flags = 0;
+    if (timestamp_value(args[5], &ts, &flags) < 0 || bc_reserve(rows, bids.n + asks.n) < 0)
+        goto error;
+    Py_ssize_t index = book->rows_index;
+    /* the cached index is of this batch and of this key object (the key may be replaced); a
+     * key indexed for a delta that is not applied names no row (harmless) */
+    if (book->rows_generation != rows->generation || index < 0 || book->rows_key != book->key) {
+        PyObject *key = Py_NewRef(book->key); /* hashing it can run Python code */
+        index = bc_key_index(rows, key);
+        if (index < 0) {
+            Py_DECREF(key);
+            goto error;
+        }
+        book->rows_generation = rows->generation;
+        book->rows_index = index;
+        Py_XSETREF(book->rows_key, key);
+    }
     int outcome = book_apply(book, &bids, &asks, seq, prev, args[5]);
     if (outcome == APPLIED || outcome == APPLIED_TOP) {
-        Py_ssize_t index = book->rows_index;
-        if (book->rows_generation != rows->generation || index < 0) {
-            index = bc_key_index(rows, book->key);
-            if (index < 0)
-                goto error;
-            book->rows_generation = rows->generation;
-            book->rows_index = index;
-        }
         if (bc_append(rows, index, args[5], local_ts, 0, seq, prev, &bids, &asks) < 0)
             goto error;
         if (outcome == APPLIED_TOP) {
@@ -1013,13 +1113,8 @@ columns_of(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *rows = args[0];
     Py_ssize_t n = PyList_GET_SIZE(rows);
-    for (Py_ssize_t r = 0; r < n; r++) {
-        PyObject *row = PyList_GET_ITEM(rows, r);
-        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != width) {
-            PyErr_Format(PyExc_ValueError, "row %zd is not a tuple of %zd values", r, width);
-            return NULL;
-        }
-    }
+    /* every list first: an allocation can run the garbage collector, so Python code that could
+     * change ``rows``; they are checked after it, and the copy runs none */
     PyObject *columns = PyList_New(width);
     if (columns == NULL)
         return NULL;
@@ -1029,9 +1124,25 @@ columns_of(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_DECREF(columns);
             return NULL;
         }
+        PyList_SET_ITEM(columns, c, column);
+    }
+    if (PyList_GET_SIZE(rows) != n) {
+        Py_DECREF(columns);
+        PyErr_SetString(PyExc_RuntimeError, "columns_of: the rows changed during the call");
+        return NULL;
+    }
+    for (Py_ssize_t r = 0; r < n; r++) {
+        PyObject *row = PyList_GET_ITEM(rows, r);
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != width) {
+            Py_DECREF(columns);
+            PyErr_Format(PyExc_ValueError, "row %zd is not a tuple of %zd values", r, width);
+            return NULL;
+        }
+    }
+    for (Py_ssize_t c = 0; c < width; c++) {
+        PyObject *column = PyList_GET_ITEM(columns, c);
         for (Py_ssize_t r = 0; r < n; r++)
             PyList_SET_ITEM(column, r, Py_NewRef(PyTuple_GET_ITEM(PyList_GET_ITEM(rows, r), c)));
-        PyList_SET_ITEM(columns, c, column);
     }
     return columns;
 }

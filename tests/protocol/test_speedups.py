@@ -436,3 +436,191 @@ def test_c_paths_reject_a_broken_book_instead_of_crashing() -> None:
         book.apply_delta([(1.0, 1.0)], [], 3, 2)
     with pytest.raises(TypeError, match="must be dicts"):
         book.top_changed()
+
+
+# -- regressions: key cache, rows checked before the book changes, re-entrancy, batch limit --
+
+
+def test_apply_delta_rows_follows_a_replaced_book_key() -> None:
+    """The book's index in the batch is cached per key object: a new key is looked up again
+    (it was cached per batch only, and the rows went on naming the old book)."""
+    results = []
+    for speedups in (True, False):
+        book = book_class(speedups)("spot", "A-B")
+        book.apply_snapshot([(1.0, 1.0)], [(2.0, 1.0)], 1)
+        rows = new_book_changes(speedups)
+        quotes: list[tuple[Any, ...]] = []
+        apply = S.apply_delta_rows if speedups else py_apply_delta_rows
+        apply(book, [(1.5, 1.0)], [], 2, 1, 10, 10, rows, quotes)
+        book.key = ("spot", "X-Y", 3)
+        apply(book, [(1.25, 1.0)], [], 3, 2, 11, 11, rows, quotes)
+        book.key = ("spot", "A-B", 0)  # an equal key again, another object
+        apply(book, [(1.75, 1.0)], [], 4, 3, 12, 12, rows, quotes)
+        results.append((_columns(take_book_changes(rows)), quotes))
+    assert results[0] == results[1]
+    assert results[0][0]["symbol"] == ["A-B", "X-Y", "A-B"]
+    assert results[0][0]["grouping"] == [0, 3, 0]
+
+
+@pytest.mark.parametrize("timestamp", [2**63, -(2**63) - 1, 1.5, "1"])
+def test_apply_delta_rows_checks_the_row_before_the_book_changes(timestamp: Any) -> None:
+    """A timestamp the row cannot hold is an error before the delta is applied (it was applied,
+    then the rows failed: a delta in the book but not in book_changes)."""
+    book = book_class(True)("spot", "A-B")
+    book.apply_snapshot([(1.0, 1.0)], [(2.0, 1.0)], 1)
+    rows = new_book_changes(True)
+    before = _observe(book)
+    with pytest.raises((OverflowError, TypeError)):
+        S.apply_delta_rows(book, [(1.5, 1.0)], [], 2, 1, timestamp, 10, rows, [])
+    assert _observe(book) == before and len(rows) == 0
+    assert S.apply_delta_rows(book, [(1.5, 1.0)], [], 2, 1, 10, 10, rows, []) == APPLIED_TOP
+    assert len(rows) == 1
+    book.key = ("spot", ["A-B"], 0)  # type: ignore[assignment]  # not hashable: no index
+    before = _observe(book)
+    with pytest.raises(TypeError, match="unhashable"):
+        S.apply_delta_rows(book, [(1.25, 1.0)], [], 3, 2, 11, 11, rows, [])
+    assert _observe(book) == before and len(rows) == 1
+
+
+def test_c_core_survives_python_code_run_inside_a_dict_operation() -> None:
+    """A value's finalizer runs inside the dict operation that replaces it; it may empty the
+    caller's levels or replace the book's fields (the levels were borrowed from the caller's
+    list and the sides from the book: a use after free)."""
+    levels: list[Any] = []
+
+    class EmptiesTheLevels:
+        def __del__(self) -> None:
+            levels.clear()
+
+    book = book_class(True)("spot", "A-B")
+    book.apply_snapshot([(1.0, 1.0)], [(2.0, 1.0)], 1)
+    book.bids[0.5] = EmptiesTheLevels()  # type: ignore[assignment]
+    big = int("1" * 40)  # a heap int only the level holds (not a cached constant)
+    levels += [(0.5, 7.0), [-big, float(big)], (0.75, float(big) * 0)]
+    del big
+    assert book.apply_delta(levels, [], 2, 1) == APPLIED
+    assert levels == [] and book.bids == {1.0: 1.0, 0.5: 7.0, -int("1" * 40): 1.1111111111111112e39}
+
+    class ReplacesTheBook:
+        def __del__(self) -> None:
+            book.bids = None  # type: ignore[assignment]
+            book.asks = {}
+            del book._top
+
+    book.asks[3.0] = ReplacesTheBook()  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="must be dicts"):
+        book.apply_delta([(1.5, 1.0)], [(3.0, 2.0)], 3, 2)
+    book.bids = {}
+    book.apply_snapshot([(1.0, 1.0)], [(2.0, 1.0)], 10)
+    assert book.apply_delta([(1.5, 1.0)], [], 11, 10) == APPLIED_TOP
+
+
+def _collect_inside_the_next_allocations(finalizer: Any, threshold: int) -> None:
+    """Leave one garbage cycle with a finalizer and a GC threshold that collects it at one of
+    the next allocations of GC objects (Python 3.11: inside C code that allocates a tuple)."""
+    import gc
+
+    class Cycle:
+        def __del__(self) -> None:
+            finalizer()
+
+    gc.collect()
+    cycle = Cycle()
+    cycle.me = cycle  # type: ignore[attr-defined]
+    del cycle
+    gc.set_threshold(threshold)
+
+
+def test_c_paths_survive_a_garbage_collection_inside_an_allocation() -> None:
+    """The allocations of quote_row and columns_of can run a finalizer (the garbage collector):
+    they read the book's key and top, and the rows, before it (a use after free)."""
+    import gc
+
+    threshold = gc.get_threshold()
+    try:
+        for t in range(1, 16):
+            book = book_class(True)("spot", "A-B")
+            book.apply_snapshot([(1.0, 1.0)], [(2.0, 1.0)], 1)
+            quotes: list[tuple[Any, ...]] = []
+
+            def replace_top(book: Any = book) -> None:
+                book._top = (1.0, 2.0, 3.0, 4.0)
+                book.key = ("x", "y", 1)
+
+            _collect_inside_the_next_allocations(replace_top, t)
+            S.apply_delta_rows(book, [(1.5, 7.0)], [], 2, 1, 5, 6, new_book_changes(True), quotes)
+            gc.set_threshold(*threshold)
+            (bid, bid_amount, ask, ask_amount), key = book.top, book.key
+            assert quotes == [(*key[:2], 5, 6, ask_amount, ask, bid, bid_amount, "book", key[2], 2)]
+
+            rows = [(float(i), str(i) * 3) for i in range(3)]
+            expected = py_columns_of(rows, 2)
+            _collect_inside_the_next_allocations(rows.clear, t)
+            try:
+                columns = S.columns_of(rows, 2)
+            except RuntimeError as exc:
+                assert "changed during the call" in str(exc)
+            else:  # collected before or after the call
+                gc.set_threshold(*threshold)
+                assert columns in (expected, [[], []])
+            gc.set_threshold(*threshold)
+    finally:
+        gc.set_threshold(*threshold)
+
+
+def test_book_changes_refuses_rows_past_its_int32_offsets(tmp_path: Path) -> None:
+    """Past BOOK_CHANGES_MAX_ROWS (INT32_MAX / 3: the side column's int32 offsets) append()
+    is an OverflowError and the batch stays valid (the offsets wrapped: a corrupt Arrow array).
+    Built here with a limit of 10 rows."""
+    import shutil
+    import sysconfig
+
+    cc = shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0])
+    if cc is None:
+        pytest.skip("no C compiler")
+    ext = sysconfig.get_config_var("EXT_SUFFIX")
+    out = tmp_path / f"_speedups{ext}"
+    subprocess.run(
+        [
+            cc,
+            *("-shared", "-fPIC", "-O1", "-DBOOK_CHANGES_MAX_ROWS=10"),
+            f"-I{sysconfig.get_paths()['include']}",
+            str(ROOT / "collector/protocol/_speedups.c"),
+            *("-o", str(out)),
+        ],
+        check=True,
+    )
+    code = f"""
+import importlib.util
+spec = importlib.util.spec_from_file_location("_speedups", {str(out)!r})
+S = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(S)
+from collector.protocol.rows import take_book_changes
+rows = S.BookChanges()
+key = ("spot", "A-B", 0)
+rows.append(key, 1, 1, False, 1, 0, [(1.0, 1.0)] * 6, [])
+for more in ([(1.0, 1.0)] * 5, [(2.0, 1.0)] * 4):
+    try:
+        rows.append(key, 1, 1, False, 2, 1, [], more)
+    except OverflowError as exc:
+        assert "at most 10 rows" in str(exc), exc
+        assert len(rows) == 6
+    else:
+        assert len(rows) == 10
+book = S.BookCore()
+book.key, book._state, book.last_seq = key, 1, 1
+try:
+    S.apply_delta_rows(book, [(1.5, 1.0)], [], 2, 1, 1, 1, rows, [])
+except OverflowError:
+    assert book.last_seq == 1 and book.bids == {{}}  # refused before the book changed
+else:
+    raise AssertionError("no OverflowError")
+side = take_book_changes(rows)["side"]
+side.validate(full=True)
+assert side.to_pylist() == ["bid"] * 6 + ["ask"] * 4
+print("ok")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
