@@ -33,16 +33,12 @@ static unsigned long long batch_generation = 0;
 /* -- levels: a (price, amount) sequence checked and converted before anything changes ---- */
 
 typedef struct {
-    /* new references: Python code can run inside the dict operations (the finalizer of a value
-     * that a level replaces, the __eq__ of a key that is not a float) and could empty the
-     * caller's list of levels, or a level list, while the call still uses them */
-    PyObject *price, *amount;
     double p, a;
 } Level;
 
 typedef struct {
     Level *items;
-    Py_ssize_t n; /* levels loaded (and referenced) */
+    Py_ssize_t n;
     Level stack[STACK_LEVELS];
 } Levels;
 
@@ -53,8 +49,7 @@ number_value(PyObject *o, double *out, const char *what, Py_ssize_t i)
         *out = PyFloat_AS_DOUBLE(o);
         return 0;
     }
-    /* exact int only (a subclass could run Python code inside the dict operations, while
-     * this call holds borrowed references to the levels) */
+    /* exact int only: a subclass (or another type's __float__) would run Python code */
     if (!PyLong_CheckExact(o)) {
         PyErr_Format(PyExc_TypeError, "level %zd: %s must be a float or int, not %.100s", i,
                      what, Py_TYPE(o)->tp_name);
@@ -67,19 +62,31 @@ number_value(PyObject *o, double *out, const char *what, Py_ssize_t i)
     return 0;
 }
 
+static int
+price_value(PyObject *o, double *out, Py_ssize_t i)
+{
+    if (number_value(o, out, "price", i) < 0)
+        return -1;
+    if (isnan(*out)) {
+        PyErr_Format(PyExc_ValueError, "level %zd: price is NaN", i);
+        return -1;
+    }
+    if (*out == 0.0)
+        *out = 0.0; /* -0.0 and 0.0 are one price (as for a dict key) */
+    return 0;
+}
+
 static void
 levels_free(Levels *L)
 {
-    for (Py_ssize_t i = 0; i < L->n; i++) {
-        Py_DECREF(L->items[i].price);
-        Py_DECREF(L->items[i].amount);
-    }
     if (L->items != L->stack)
         PyMem_Free(L->items);
     L->items = L->stack;
     L->n = 0;
 }
 
+/* The levels as doubles. Only exact floats and ints are read, so no Python code runs here and
+ * nothing is kept of the caller's objects. */
 static int
 levels_load(Levels *L, PyObject *seq)
 {
@@ -116,12 +123,10 @@ levels_load(Levels *L, PyObject *seq)
             goto error;
         }
         Level *out = &L->items[i];
-        if (number_value(p, &out->p, "price", i) < 0 || number_value(a, &out->a, "amount", i) < 0)
+        if (price_value(p, &out->p, i) < 0 || number_value(a, &out->a, "amount", i) < 0)
             goto error;
-        out->price = Py_NewRef(p);
-        out->amount = Py_NewRef(a);
-        L->n = i + 1;
     }
+    L->n = n;
     Py_DECREF(fast);
     return 0;
 error:
@@ -130,12 +135,202 @@ error:
     return -1;
 }
 
+/* -- Side: one side of a book, price -> amount, an open-addressing hash table of doubles ---- */
+
+/* A slot is empty when its amount is 0.0: a level with amount 0 is a deletion, never stored.
+ * Linear probing, deletion by backward shift (no tombstones), at most half full. */
+typedef struct {
+    double price, amount;
+} Slot;
+
+typedef struct {
+    Slot *slots;
+    Py_ssize_t cap; /* 0 or a power of two */
+    Py_ssize_t len;
+} Side;
+
+#define SIDE_MIN_CAP 64
+
+static inline size_t
+slot_of(double price, size_t mask)
+{
+    uint64_t x;
+    memcpy(&x, &price, sizeof x); /* -0.0 was made 0.0 and NaN refused by price_value */
+    x ^= x >> 31;
+    x *= 0x7fb5d329728ea185ULL;
+    x ^= x >> 27;
+    x *= 0x81dadef4bc2dd44dULL;
+    x ^= x >> 33;
+    return (size_t)x & mask;
+}
+
+static Py_ssize_t
+side_find(const Side *s, double price)
+{
+    if (s->cap == 0)
+        return -1;
+    size_t mask = (size_t)s->cap - 1, i = slot_of(price, mask);
+    while (s->slots[i].amount != 0.0) {
+        if (s->slots[i].price == price)
+            return (Py_ssize_t)i;
+        i = (i + 1) & mask;
+    }
+    return -1;
+}
+
+static int
+side_resize(Side *s, Py_ssize_t cap)
+{
+    Slot *slots = PyMem_New(Slot, (size_t)cap);
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memset(slots, 0, sizeof(Slot) * (size_t)cap);
+    size_t mask = (size_t)cap - 1;
+    for (Py_ssize_t j = 0; j < s->cap; j++) {
+        if (s->slots[j].amount == 0.0)
+            continue;
+        size_t i = slot_of(s->slots[j].price, mask);
+        while (slots[i].amount != 0.0)
+            i = (i + 1) & mask;
+        slots[i] = s->slots[j];
+    }
+    PyMem_Free(s->slots);
+    s->slots = slots;
+    s->cap = cap;
+    return 0;
+}
+
+/* Set a level (amount != 0). */
+static int
+side_set(Side *s, double price, double amount)
+{
+    if ((s->len + 1) * 2 > s->cap) {
+        if (s->cap > PY_SSIZE_T_MAX / 4 / (Py_ssize_t)sizeof(Slot)) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        if (side_resize(s, s->cap ? s->cap * 2 : SIDE_MIN_CAP) < 0)
+            return -1;
+    }
+    size_t mask = (size_t)s->cap - 1, i = slot_of(price, mask);
+    while (s->slots[i].amount != 0.0) {
+        if (s->slots[i].price == price) {
+            s->slots[i].amount = amount;
+            return 0;
+        }
+        i = (i + 1) & mask;
+    }
+    s->slots[i].price = price;
+    s->slots[i].amount = amount;
+    s->len++;
+    return 0;
+}
+
+/* Remove a level: 1 if it was there, 0 if not. */
+static int
+side_del(Side *s, double price)
+{
+    Py_ssize_t found = side_find(s, price);
+    if (found < 0)
+        return 0;
+    size_t mask = (size_t)s->cap - 1, i = (size_t)found, j = i;
+    for (;;) { /* backward shift: move later slots of the run into the hole when they may */
+        j = (j + 1) & mask;
+        if (s->slots[j].amount == 0.0)
+            break;
+        size_t home = slot_of(s->slots[j].price, mask);
+        /* the entry at j may fill the hole at i unless its home lies cyclically in (i, j] */
+        int home_in_between = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+        if (!home_in_between) {
+            s->slots[i] = s->slots[j];
+            i = j;
+        }
+    }
+    s->slots[i].amount = 0.0;
+    s->len--;
+    return 1;
+}
+
+static void
+side_clear(Side *s)
+{
+    PyMem_Free(s->slots);
+    s->slots = NULL;
+    s->cap = s->len = 0;
+}
+
+/* The best price (-inf/+inf when empty): one pass over the slots. */
+static double
+side_best(const Side *s, int is_bid)
+{
+    double best = is_bid ? -INFINITY : INFINITY;
+    for (Py_ssize_t i = 0; i < s->cap; i++) {
+        const Slot *slot = &s->slots[i];
+        if (slot->amount != 0.0 && (is_bid ? slot->price > best : slot->price < best))
+            best = slot->price;
+    }
+    return best;
+}
+
+static PyObject *
+side_to_dict(const Side *s)
+{
+    PyObject *dict = PyDict_New();
+    if (dict == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < s->cap; i++) {
+        const Slot *slot = &s->slots[i];
+        if (slot->amount == 0.0)
+            continue;
+        PyObject *p = PyFloat_FromDouble(slot->price);
+        PyObject *a = PyFloat_FromDouble(slot->amount);
+        int err = p == NULL || a == NULL || PyDict_SetItem(dict, p, a) < 0;
+        Py_XDECREF(p);
+        Py_XDECREF(a);
+        if (err) {
+            Py_DECREF(dict);
+            return NULL;
+        }
+    }
+    return dict;
+}
+
+/* A side from a dict price -> amount (zero amounts are not levels); *out only on success. */
+static int
+side_from_dict(PyObject *dict, Side *out, const char *name)
+{
+    if (dict == NULL) {
+        PyErr_Format(PyExc_TypeError, "OrderBook.%s cannot be deleted", name);
+        return -1;
+    }
+    if (!PyDict_Check(dict)) {
+        PyErr_Format(PyExc_TypeError, "OrderBook.%s must be a dict price -> amount, not %.100s",
+                     name, Py_TYPE(dict)->tp_name);
+        return -1;
+    }
+    Side s = {NULL, 0, 0};
+    Py_ssize_t pos = 0, i = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(dict, &pos, &k, &v)) { /* exact floats/ints only: no Python code runs */
+        double p, a;
+        if (price_value(k, &p, i) < 0 || number_value(v, &a, "amount", i) < 0 ||
+            (a != 0.0 && side_set(&s, p, a) < 0)) {
+            side_clear(&s);
+            return -1;
+        }
+        i++;
+    }
+    *out = s;
+    return 0;
+}
+
 /* -- BookCore ------------------------------------------------------------------------------ */
 
 typedef struct {
     PyObject_HEAD
-    PyObject *bids;          /* dict price -> amount */
-    PyObject *asks;
+    Side bids, asks;
     PyObject *top;           /* (bid, bid amount, ask, ask amount), None where a side is empty */
     PyObject *timestamp_us;  /* int or None */
     PyObject *expected_seq;  /* int or None */
@@ -163,10 +358,8 @@ BookCore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     BookCore *self = (BookCore *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
-    self->bids = PyDict_New();
-    self->asks = PyDict_New();
     self->top = none_top();
-    if (self->bids == NULL || self->asks == NULL || self->top == NULL) {
+    if (self->top == NULL) {
         Py_DECREF(self);
         return NULL;
     }
@@ -185,8 +378,6 @@ BookCore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static int
 BookCore_traverse(BookCore *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->bids);
-    Py_VISIT(self->asks);
     Py_VISIT(self->top);
     Py_VISIT(self->timestamp_us);
     Py_VISIT(self->expected_seq);
@@ -199,8 +390,6 @@ BookCore_traverse(BookCore *self, visitproc visit, void *arg)
 static int
 BookCore_clear(BookCore *self)
 {
-    Py_CLEAR(self->bids);
-    Py_CLEAR(self->asks);
     Py_CLEAR(self->top);
     Py_CLEAR(self->timestamp_us);
     Py_CLEAR(self->expected_seq);
@@ -215,6 +404,8 @@ BookCore_dealloc(BookCore *self)
 {
     PyObject_GC_UnTrack(self);
     BookCore_clear(self);
+    side_clear(&self->bids);
+    side_clear(&self->asks);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -228,224 +419,113 @@ set_long(PyObject **slot, long long v)
     return 0;
 }
 
+/* Levels into one side; ``*best`` follows them; ``*touched`` when a level at or better than
+ * the best changed or the best was deleted. Cannot fail but for memory. */
 static int
-check_sides(BookCore *self)
-{
-    if (self->bids == NULL || !PyDict_CheckExact(self->bids) || self->asks == NULL ||
-        !PyDict_CheckExact(self->asks)) {
-        PyErr_SetString(PyExc_TypeError, "OrderBook.bids and .asks must be dicts");
-        return -1;
-    }
-    return 0;
-}
-
-/* What a delta did to the top of one side: ``touched`` when a level at or better than the best
- * changed (or the best was deleted); ``amount``: the new best level's amount (a new reference:
- * Python code run by a later dict operation could drop the dict's), NULL when the side is empty
- * or the amount is to be looked up. */
-typedef struct {
-    int touched;
-    PyObject *amount;
-} SideTop;
-
-/* The best price of a side after its best level was deleted: one pass over the keys.
- * ``*amount``: replaced by a new reference to the best level's amount (NULL: none found). */
-static int
-side_best(PyObject *side, int is_bid, double *out, PyObject **amount)
-{
-    double best = is_bid ? -INFINITY : INFINITY;
-    Py_ssize_t pos = 0;
-    PyObject *k, *v, *found = NULL;
-    while (PyDict_Next(side, &pos, &k, &v)) {
-        /* a key that is not a float may run Python code (__float__) that changes the dict:
-         * its key and value are held meanwhile (PyDict_Next itself survives a change) */
-        Py_INCREF(k);
-        Py_INCREF(v);
-        double x = PyFloat_CheckExact(k) ? PyFloat_AS_DOUBLE(k) : PyFloat_AsDouble(k);
-        Py_DECREF(k);
-        if (x == -1.0 && PyErr_Occurred()) {
-            Py_DECREF(v);
-            Py_XDECREF(found);
-            return -1;
-        }
-        if (is_bid ? x > best : x < best) {
-            best = x;
-            Py_XSETREF(found, v);
-        }
-        else
-            Py_DECREF(v);
-    }
-    *out = best;
-    Py_XSETREF(*amount, found);
-    return 0;
-}
-
-/* Levels into one side; ``*best`` follows them. Values were checked by levels_load: only dict
- * errors are possible. */
-static int
-apply_side(PyObject *side, const Levels *L, int is_bid, double *best_io, SideTop *top)
+apply_side(Side *side, const Levels *L, int is_bid, double *best_io, int *touched)
 {
     double best = *best_io;
     int lost = 0;
     for (Py_ssize_t i = 0; i < L->n; i++) {
         const Level *lv = &L->items[i];
         if (lv->a != 0.0) {
-            if (PyDict_SetItem(side, lv->price, lv->amount) < 0)
+            if (side_set(side, lv->p, lv->a) < 0)
                 return -1;
             if (is_bid ? lv->p >= best : lv->p <= best) {
                 best = lv->p;
-                top->touched = 1;
-                Py_XSETREF(top->amount, Py_NewRef(lv->amount)); /* the value at ``best`` */
+                *touched = 1;
             }
         }
-        else {
-            int has = PyDict_Contains(side, lv->price);
-            if (has < 0)
-                return -1;
-            if (has) {
-                if (PyDict_DelItem(side, lv->price) < 0)
-                    return -1;
-                if (lv->p == best)
-                    lost = 1;
-            }
-        }
+        else if (side_del(side, lv->p) && lv->p == best)
+            lost = 1;
     }
     if (lost) {
-        top->touched = 1;
-        if (side_best(side, is_bid, &best, &top->amount) < 0)
-            return -1;
+        *touched = 1;
+        best = side_best(side, is_bid);
     }
     *best_io = best;
     return 0;
 }
 
+/* Is the old top entry (a float or None) the same as the new one? */
 static int
-same_value(PyObject *old, PyObject *now_obj, int has, double now)
+same_entry(PyObject *old, int has, double now)
 {
-    /* old top entry vs the new one (None when the side is empty) */
     if (!has)
         return old == Py_None;
-    if (old == Py_None)
+    if (old == NULL || old == Py_None)
         return 0;
-    if (now_obj != NULL && old == now_obj)
-        return 1;
-    double o = PyFloat_CheckExact(old) ? PyFloat_AS_DOUBLE(old) : PyFloat_AsDouble(old);
-    if (o == -1.0 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return 0;
-    }
-    return o == now;
+    if (PyFloat_CheckExact(old))
+        return PyFloat_AS_DOUBLE(old) == now;
+    return 0; /* something else was put there: replace it */
 }
 
-static int
-amount_at(PyObject *side, double price, PyObject **out)
+static PyObject *
+entry(int has, double value)
 {
-    PyObject *key = PyFloat_FromDouble(price);
-    if (key == NULL)
-        return -1;
-    PyObject *amount = PyDict_GetItemWithError(side, key); /* borrowed */
-    if (amount == NULL && !PyErr_Occurred())
-        PyErr_Format(PyExc_KeyError, "best price %R is not a level of the book", key);
-    Py_DECREF(key);
-    if (amount == NULL)
-        return -1;
-    *out = amount;
-    return 0;
+    return has ? PyFloat_FromDouble(value) : Py_NewRef(Py_None);
 }
 
-/* The new top entries of one side: price and amount objects (new references) and whether they
- * equal the old ones. ``side_top`` NULL: look the amount up (the whole top is recomputed).
- * ``side`` and ``old`` are held by the caller. */
+/* The cached best price is not a level (Python code set ``_best_bid``/``_best_ask`` or a side
+ * without the other): a KeyError naming it, as the pure-Python twin's dict lookup raises. */
 static int
-top_side(BookCore *self, PyObject *side, int is_bid, const SideTop *side_top, PyObject *old,
-         PyObject **price, PyObject **amount, int *same)
+missing_best(const char *side, double price)
 {
-    PyObject *old_price = old ? PyTuple_GET_ITEM(old, is_bid ? 0 : 2) : NULL;
-    PyObject *old_amount = old ? PyTuple_GET_ITEM(old, is_bid ? 1 : 3) : NULL;
-    if (old != NULL && side_top != NULL && !side_top->touched) { /* nothing at or above best */
-        *price = Py_NewRef(old_price);
-        *amount = Py_NewRef(old_amount);
-        *same = 1;
-        return 0;
-    }
-    if (PyDict_GET_SIZE(side) == 0) {
-        *price = Py_NewRef(Py_None);
-        *amount = Py_NewRef(Py_None);
-        *same = old != NULL && old_price == Py_None && old_amount == Py_None;
-        return 0;
-    }
-    double best = is_bid ? self->best_bid : self->best_ask;
-    PyObject *value = side_top != NULL ? side_top->amount : NULL;
-    if (value == NULL && amount_at(side, best, &value) < 0)
+    char *text = PyOS_double_to_string(price, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (text == NULL)
         return -1;
-    Py_INCREF(value); /* held: converting an amount that is not a float runs Python code */
-    double v = PyFloat_CheckExact(value) ? PyFloat_AS_DOUBLE(value) : PyFloat_AsDouble(value);
-    if (v == -1.0 && PyErr_Occurred()) {
-        Py_DECREF(value);
-        return -1;
-    }
-    int same_price = old != NULL && same_value(old_price, NULL, 1, best);
-    *same = same_price && same_value(old_amount, value, 1, v);
-    *price = same_price ? Py_NewRef(old_price) : PyFloat_FromDouble(best);
-    if (*price == NULL) {
-        Py_DECREF(value);
-        return -1;
-    }
-    *amount = value;
-    return 0;
+    PyErr_Format(PyExc_KeyError, "best %s %s is not a level of the book", side, text);
+    PyMem_Free(text);
+    return -1;
 }
 
-/* Update the cached top of book: 1 if it changed, 0 if not, -1 on error. ``bids``/``asks``:
- * what the delta did to each side (NULL: recompute that side from the dicts). */
-static int
-book_top_update(BookCore *self, const SideTop *bids, const SideTop *asks)
-{
-    if (check_sides(self) < 0) /* again: Python code may have run since the delta's check */
-        return -1;
-    /* the sides and the old top are held: converting a value that is not a float runs Python
-     * code, which could replace them on the book */
-    PyObject *bid_side = Py_NewRef(self->bids), *ask_side = Py_NewRef(self->asks);
-    PyObject *old = self->top;
-    old = old != NULL && PyTuple_CheckExact(old) && PyTuple_GET_SIZE(old) == 4 ? Py_NewRef(old)
-                                                                              : NULL;
-    PyObject *bp = NULL, *ba = NULL, *ap = NULL, *aa = NULL, *top = NULL;
-    int same_b = 0, same_a = 0, result = -1;
-    if (top_side(self, bid_side, 1, bids, old, &bp, &ba, &same_b) < 0 ||
-        top_side(self, ask_side, 0, asks, old, &ap, &aa, &same_a) < 0)
-        goto done;
-    if (same_b && same_a) {
-        result = 0;
-        goto done;
-    }
-    top = PyTuple_New(4);
-    if (top == NULL)
-        goto done;
-    PyTuple_SET_ITEM(top, 0, bp); /* steals the references */
-    PyTuple_SET_ITEM(top, 1, ba);
-    PyTuple_SET_ITEM(top, 2, ap);
-    PyTuple_SET_ITEM(top, 3, aa);
-    bp = ba = ap = aa = NULL;
-    Py_XSETREF(self->top, top);
-    result = 1;
-done:
-    Py_XDECREF(bp);
-    Py_XDECREF(ba);
-    Py_XDECREF(ap);
-    Py_XDECREF(aa);
-    Py_XDECREF(old);
-    Py_DECREF(bid_side);
-    Py_DECREF(ask_side);
-    return result;
-}
-
+/* Recompute the cached top of book from the sides: 1 if it changed, 0 if not, -1 on error. */
 static int
 book_top_changed(BookCore *self)
 {
-    return book_top_update(self, NULL, NULL);
+    int has_b = self->bids.len > 0, has_a = self->asks.len > 0;
+    double bb = self->best_bid, ba = self->best_ask, bba = 0.0, baa = 0.0;
+    if (has_b) {
+        Py_ssize_t i = side_find(&self->bids, bb);
+        if (i < 0) {
+            return missing_best("bid", bb);
+        }
+        bba = self->bids.slots[i].amount;
+    }
+    if (has_a) {
+        Py_ssize_t i = side_find(&self->asks, ba);
+        if (i < 0) {
+            return missing_best("ask", ba);
+        }
+        baa = self->asks.slots[i].amount;
+    }
+    PyObject *old = self->top;
+    if (old != NULL && PyTuple_CheckExact(old) && PyTuple_GET_SIZE(old) == 4 &&
+        same_entry(PyTuple_GET_ITEM(old, 0), has_b, bb) &&
+        same_entry(PyTuple_GET_ITEM(old, 1), has_b, bba) &&
+        same_entry(PyTuple_GET_ITEM(old, 2), has_a, ba) &&
+        same_entry(PyTuple_GET_ITEM(old, 3), has_a, baa))
+        return 0;
+    PyObject *top = PyTuple_New(4);
+    if (top == NULL)
+        return -1;
+    PyObject *items[4] = {entry(has_b, bb), entry(has_b, bba), entry(has_a, ba), entry(has_a, baa)};
+    int failed = 0;
+    for (int i = 0; i < 4; i++) {
+        if (items[i] == NULL)
+            failed = 1;
+        PyTuple_SET_ITEM(top, i, items[i]); /* NULL items are fine for the DECREF below */
+    }
+    if (failed) {
+        Py_DECREF(top);
+        return -1;
+    }
+    Py_XSETREF(self->top, top);
+    return 1;
 }
 
-/* One delta: the outcome (APPLIED ... CROSSED) or -1 on error. The book is untouched on a
- * type error in the levels (they are all checked before the first change). */
+/* One delta: the outcome (APPLIED ... CROSSED) or -1 on error. The levels were all checked
+ * before (levels_load) and no Python code runs while the sides change. */
 static int
 book_apply(BookCore *self, const Levels *bids, const Levels *asks, long long seq,
            long long prev_seq, PyObject *timestamp_us)
@@ -470,42 +550,27 @@ book_apply(BookCore *self, const Levels *bids, const Levels *asks, long long seq
         self->state = ST_RESYNCING;
         return GAP;
     }
-    if (check_sides(self) < 0)
+    int touched = 0;
+    if (bids->n && apply_side(&self->bids, bids, 1, &self->best_bid, &touched) < 0)
         return -1;
-    /* the sides are held: Python code run by a dict operation (a replaced value's finalizer)
-     * could replace them on the book */
-    PyObject *bid_side = Py_NewRef(self->bids), *ask_side = Py_NewRef(self->asks);
-    SideTop bid_top = {0, NULL}, ask_top = {0, NULL};
-    int outcome = -1;
-    if (bids->n && apply_side(bid_side, bids, 1, &self->best_bid, &bid_top) < 0)
-        goto done;
-    if (asks->n && apply_side(ask_side, asks, 0, &self->best_ask, &ask_top) < 0)
-        goto done;
-    int touched = bid_top.touched || ask_top.touched;
+    if (asks->n && apply_side(&self->asks, asks, 0, &self->best_ask, &touched) < 0)
+        return -1;
     self->last_seq = seq;
     Py_XSETREF(self->timestamp_us, Py_NewRef(timestamp_us));
-    if (!touched) {
-        outcome = APPLIED;
-        goto done;
-    }
+    if (!touched)
+        return APPLIED;
     if (self->best_bid >= self->best_ask) {
         if (set_long(&self->received_seq, seq) < 0)
-            goto done;
+            return -1;
         Py_XSETREF(self->expected_seq, Py_NewRef(Py_None));
         self->crossed_count++;
         self->state = ST_RESYNCING;
-        outcome = CROSSED;
-        goto done;
+        return CROSSED;
     }
-    int changed = book_top_update(self, &bid_top, &ask_top);
-    if (changed >= 0)
-        outcome = changed ? APPLIED_TOP : APPLIED;
-done:
-    Py_XDECREF(bid_top.amount);
-    Py_XDECREF(ask_top.amount);
-    Py_DECREF(bid_side);
-    Py_DECREF(ask_side);
-    return outcome;
+    int changed = book_top_changed(self);
+    if (changed < 0)
+        return -1;
+    return changed ? APPLIED_TOP : APPLIED;
 }
 
 static int
@@ -557,18 +622,51 @@ BookCore_top_changed(BookCore *self, PyObject *unused)
     return PyBool_FromLong(changed);
 }
 
+static PyObject *
+BookCore_side_sizes(BookCore *self, PyObject *unused)
+{
+    return Py_BuildValue("(nn)", self->bids.len, self->asks.len);
+}
+
 static PyMethodDef BookCore_methods[] = {
     {"apply_delta", (PyCFunction)(void (*)(void))BookCore_apply_delta, METH_FASTCALL,
      "apply_delta(bids, asks, seq, prev_seq, timestamp_us=None) -> outcome\n\n"
      "Apply one delta (absolute amounts, 0 deletes); returns an outcome constant."},
     {"top_changed", (PyCFunction)BookCore_top_changed, METH_NOARGS,
      "Recompute the cached top of book; True if it differs from the cached one."},
+    {"side_sizes", (PyCFunction)BookCore_side_sizes, METH_NOARGS,
+     "(number of bid levels, number of ask levels), without copying the sides."},
+    {NULL},
+};
+
+static PyObject *
+BookCore_get_side(BookCore *self, void *is_bid)
+{
+    return side_to_dict(is_bid ? &self->bids : &self->asks);
+}
+
+static int
+BookCore_set_side(BookCore *self, PyObject *value, void *is_bid)
+{
+    Side side;
+    if (side_from_dict(value, &side, is_bid ? "bids" : "asks") < 0)
+        return -1;
+    Side *target = is_bid ? &self->bids : &self->asks;
+    side_clear(target);
+    *target = side;
+    return 0;
+}
+
+static PyGetSetDef BookCore_getset[] = {
+    {"bids", (getter)BookCore_get_side, (setter)BookCore_set_side,
+     "the bids as a new dict price -> amount (a copy: assign a dict to replace the side)",
+     (void *)1},
+    {"asks", (getter)BookCore_get_side, (setter)BookCore_set_side,
+     "the asks as a new dict price -> amount (a copy: assign a dict to replace the side)", NULL},
     {NULL},
 };
 
 static PyMemberDef BookCore_members[] = {
-    {"bids", T_OBJECT_EX, offsetof(BookCore, bids), 0, "dict price -> amount"},
-    {"asks", T_OBJECT_EX, offsetof(BookCore, asks), 0, "dict price -> amount"},
     {"_top", T_OBJECT_EX, offsetof(BookCore, top), 0, "cached top of book"},
     {"timestamp_us", T_OBJECT, offsetof(BookCore, timestamp_us), 0, NULL},
     {"expected_seq", T_OBJECT, offsetof(BookCore, expected_seq), 0, NULL},
@@ -589,7 +687,8 @@ static PyMemberDef BookCore_members[] = {
 static PyTypeObject BookCoreType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "collector.protocol._speedups.BookCore",
-    .tp_doc = "The C core of an order book (state, sides, apply_delta); see book.py.",
+    .tp_doc = "The C core of an order book (state, sides as hash tables of doubles, "
+              "apply_delta); see book.py.",
     .tp_basicsize = sizeof(BookCore),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_new = BookCore_new,
@@ -598,6 +697,7 @@ static PyTypeObject BookCoreType = {
     .tp_dealloc = (destructor)BookCore_dealloc,
     .tp_methods = BookCore_methods,
     .tp_members = BookCore_members,
+    .tp_getset = BookCore_getset,
 };
 
 /* -- BookChanges --------------------------------------------------------------------------- */

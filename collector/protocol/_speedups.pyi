@@ -8,6 +8,7 @@ Level = tuple[float, float] | list[float]
 RUN_LIMIT: int
 
 class BookCore:
+    # copies: reading builds a new dict from the C hash table, assigning replaces the side
     bids: dict[float, float]
     asks: dict[float, float]
     _top: tuple[float | None, float | None, float | None, float | None]
@@ -34,6 +35,7 @@ class BookCore:
         /,
     ) -> int: ...
     def top_changed(self) -> bool: ...
+    def side_sizes(self) -> tuple[int, int]: ...
 
 class BookChanges:
     def __len__(self) -> int: ...

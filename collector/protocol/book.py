@@ -1,6 +1,7 @@
 """The order-book engine: one :class:`OrderBook` per (product, symbol, grouping).
 
-Each side is a ``dict`` price -> amount (floats, exact: see :mod:`numbers`) plus its cached
+Each side maps price -> amount (floats, exact: see :mod:`numbers`; a ``dict`` in the pure-Python
+core, a hash table of doubles in the C core, read as a dict copy through ``bids``/``asks``) plus its cached
 best price, updated as levels arrive (a better price, or the best one changing amount). Only
 when the best level itself is deleted is the side searched (``max``/``min``: BTSE keeps a
 topic's book at 50 levels per side, so that is bounded). Nothing is sorted per frame; top-N
@@ -188,6 +189,10 @@ class PyBookCore:
         self._state = _RESYNCING
         return GAP
 
+    def side_sizes(self) -> tuple[int, int]:
+        """(number of bid levels, number of ask levels)."""
+        return len(self.bids), len(self.asks)
+
     def top_changed(self) -> bool:
         """Recompute the cached top of book; True if it differs from the cached one."""
         bb = self._best_bid
@@ -264,8 +269,8 @@ class _BookMethods(_Core):
     def reset(self) -> None:
         """Back to SYNCING with an empty book (disconnect, resubscribe sent)."""
         self._state = _SYNCING
-        self.bids.clear()
-        self.asks.clear()
+        self.bids = {}  # assigned, not cleared: the C core's bids/asks are copies
+        self.asks = {}
         self._best_bid = _NEG_INF
         self._best_ask = _POS_INF
         self._top = (None, None, None, None)
@@ -315,10 +320,11 @@ class _BookMethods(_Core):
         return self._top
 
     def best_bid(self) -> Level | None:
-        return (self._best_bid, self.bids[self._best_bid]) if self.bids else None
+        """(price, amount) of the best bid, read from the side (also after a crossed delta)."""
+        return (self._best_bid, self.bids[self._best_bid]) if self.side_sizes()[0] else None
 
     def best_ask(self) -> Level | None:
-        return (self._best_ask, self.asks[self._best_ask]) if self.asks else None
+        return (self._best_ask, self.asks[self._best_ask]) if self.side_sizes()[1] else None
 
     def top_bids(self, n: int) -> list[Level]:
         """The best ``n`` bids, best first (sorted here: snapshots and resyncs only)."""
@@ -332,18 +338,20 @@ class _BookMethods(_Core):
 
     def depth(self) -> tuple[list[Level], list[Level]]:
         """Full depth: (bids best first, asks best first)."""
-        return self.top_bids(len(self.bids)), self.top_asks(len(self.asks))
+        bids, asks = self.side_sizes()
+        return self.top_bids(bids), self.top_asks(asks)
 
     def is_crossed(self) -> bool:
-        return bool(self.bids and self.asks and self._best_bid >= self._best_ask)
+        bids, asks = self.side_sizes()
+        return bool(bids and asks and self._best_bid >= self._best_ask)
 
     def __len__(self) -> int:
-        return len(self.bids) + len(self.asks)
+        return sum(self.side_sizes())
 
     def __repr__(self) -> str:
         return (
             f"OrderBook({self.product}:{self.symbol}_{self.grouping} {self.state.value} "
-            f"seq={self.last_seq} bids={len(self.bids)} asks={len(self.asks)} top={self._top})"
+            f"seq={self.last_seq} sizes={self.side_sizes()} top={self._top})"
         )
 
 _OWNER_SLOTS = ("conn_id", "grouping", "next_snapshot_us", "product", "symbol", "sync_count", "topic")

@@ -431,10 +431,16 @@ def test_c_paths_reject_a_broken_book_instead_of_crashing() -> None:
     book.key = ("spot", "BTC-USD", 0)
     del book._top
     assert S.apply_delta_rows(book, [(100.5, 1.0)], [], 2, 1, 1, 1, rows, []) == APPLIED_TOP
-    book.bids = None  # type: ignore[assignment]
-    with pytest.raises(TypeError, match="must be dicts"):
-        book.apply_delta([(1.0, 1.0)], [], 3, 2)
-    with pytest.raises(TypeError, match="must be dicts"):
+    before = _observe(book)
+    with pytest.raises(TypeError, match=r"OrderBook\.bids must be a dict"):
+        book.bids = None  # type: ignore[assignment]
+    with pytest.raises(TypeError, match=r"OrderBook\.asks cannot be deleted"):
+        del book.asks
+    with pytest.raises(TypeError, match="amount must be a float or int"):
+        book.bids = {1.0: "2"}  # type: ignore[dict-item]
+    assert _observe(book) == before
+    book._best_bid = 7.0  # a cached best that is not a level: the twin's KeyError, named
+    with pytest.raises(KeyError, match=r"best bid 7\.0 is not a level"):
         book.top_changed()
 
 
@@ -482,37 +488,45 @@ def test_apply_delta_rows_checks_the_row_before_the_book_changes(timestamp: Any)
     assert _observe(book) == before and len(rows) == 1
 
 
-def test_c_core_survives_python_code_run_inside_a_dict_operation() -> None:
-    """A value's finalizer runs inside the dict operation that replaces it; it may empty the
-    caller's levels or replace the book's fields (the levels were borrowed from the caller's
-    list and the sides from the book: a use after free)."""
-    levels: list[Any] = []
-
-    class EmptiesTheLevels:
-        def __del__(self) -> None:
-            levels.clear()
-
+def test_c_core_sides_are_hash_tables_of_numbers_read_as_dict_copies() -> None:
+    """The C core keeps each side as doubles (no Python object, so no Python code runs while a
+    delta is applied); ``bids``/``asks`` read as new dicts and are replaced by assignment."""
     book = book_class(True)("spot", "A-B")
-    book.apply_snapshot([(1.0, 1.0)], [(2.0, 1.0)], 1)
-    book.bids[0.5] = EmptiesTheLevels()  # type: ignore[assignment]
-    big = int("1" * 40)  # a heap int only the level holds (not a cached constant)
-    levels += [(0.5, 7.0), [-big, float(big)], (0.75, float(big) * 0)]
-    del big
-    assert book.apply_delta(levels, [], 2, 1) == APPLIED
-    assert levels == [] and book.bids == {1.0: 1.0, 0.5: 7.0, -int("1" * 40): 1.1111111111111112e39}
+    book.apply_snapshot([(1.0, 1.0), (0.5, 2.0)], [(2.0, 1.0)], 1)
+    copy = book.bids
+    copy[0.75] = 9.0  # a copy: the book does not change
+    assert book.bids == {1.0: 1.0, 0.5: 2.0} and book.bids is not book.bids
+    book.bids = {1.0: 1.0, 0.25: 0.0, -0.0: 3.0}  # zero amounts are not levels
+    assert book.bids == {1.0: 1.0, 0.0: 3.0} and book.side_sizes() == (2, 1)
+    assert book.apply_delta([(0.0, 0.0)], [], 2, 1) == APPLIED  # -0.0 and 0.0: one price
+    assert book.bids == {1.0: 1.0}
+    with pytest.raises(ValueError, match="price is NaN"):
+        book.apply_delta([(float("nan"), 1.0)], [], 3, 2)
+    with pytest.raises(ValueError, match="price is NaN"):
+        book.bids = {float("nan"): 1.0}
+    assert book.bids == {1.0: 1.0} and book.last_seq == 2
 
-    class ReplacesTheBook:
-        def __del__(self) -> None:
-            book.bids = None  # type: ignore[assignment]
-            book.asks = {}
-            del book._top
 
-    book.asks[3.0] = ReplacesTheBook()  # type: ignore[assignment]
-    with pytest.raises(TypeError, match="must be dicts"):
-        book.apply_delta([(1.5, 1.0)], [(3.0, 2.0)], 3, 2)
-    book.bids = {}
-    book.apply_snapshot([(1.0, 1.0)], [(2.0, 1.0)], 10)
-    assert book.apply_delta([(1.5, 1.0)], [], 11, 10) == APPLIED_TOP
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(-300, 300), st.sampled_from([0.0, 0.0, 1.0, 2.5])), max_size=400))
+def test_c_side_table_equals_a_dict_through_growth_and_deletion(ops: list[tuple[int, float]]) -> None:
+    """Many levels set and deleted at colliding prices: the C table (linear probing, deletion
+    by backward shift, growth) always holds what a dict would."""
+    book = book_class(True)("spot", "A-B")
+    book.apply_snapshot([], [], 1)
+    reference: dict[float, float] = {}
+    seq = 1
+    for price, amount in ops:
+        p = price / 4
+        seq += 1
+        book.apply_delta([(p, amount)], [], seq, seq - 1)
+        if amount:
+            reference[p] = amount
+        else:
+            reference.pop(p, None)
+        assert book.side_sizes() == (len(reference), 0)
+    assert book.bids == reference
+    assert book.best_bid() == ((max(reference), reference[max(reference)]) if reference else None)
 
 
 def _collect_inside_the_next_allocations(finalizer: Any, threshold: int) -> None:
