@@ -346,24 +346,6 @@ class TableBuffers:
             (product, symbol, grouping), timestamp, local_ts, is_snapshot, seq, prev_seq, bids, asks
         )
 
-    def add_levels(
-        self,
-        key: tuple[str, str, int],
-        timestamp: int | None,
-        local_ts: int,
-        is_snapshot: bool,
-        seq: int,
-        prev_seq: int,
-        bids: Levels,
-        asks: Levels,
-        quote_of: _TopOfBook | None = None,
-    ) -> None:
-        """:meth:`add_book_levels` for the book ``key`` (product, symbol, grouping). With
-        ``quote_of`` (the book, after this frame), also its ``quotes`` row (``source=book``)."""
-        self.book_changes.append(key, timestamp, local_ts, is_snapshot, seq, prev_seq, bids, asks)
-        if quote_of is not None:
-            self._rows["quotes"].append(book_quote_row(key, timestamp, local_ts, quote_of, seq))
-
     def add_quote(
         self,
         product: str,
