@@ -7,14 +7,13 @@ Public API::
 
 from collector.storage.recovery import RecoveryReport, recover
 from collector.storage.schemas import TableSchema, load_schemas
-from collector.storage.writer import FlushResult, Store, last_trade_ids, newest_trades
+from collector.storage.writer import FlushResult, Store, newest_trades
 
 __all__ = [
     "FlushResult",
     "RecoveryReport",
     "Store",
     "TableSchema",
-    "last_trade_ids",
     "load_schemas",
     "newest_trades",
     "recover",

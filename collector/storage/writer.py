@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -47,8 +47,6 @@ from collector.errors import RowsRejected, StorageError, StoreWriteError
 from collector.storage import files, layout
 from collector.storage.recovery import RecoveryReport, recover
 from collector.storage.schemas import TableSchema, load_schemas
-
-_T = TypeVar("_T")
 
 log = structlog.get_logger()
 
@@ -286,10 +284,6 @@ class Store:
     def open_files(self) -> int:
         return len(self._open) + len(self._to_publish)
 
-    def last_trade_ids(self) -> dict[tuple[str, str], int]:
-        """Highest numeric trade id per (product, symbol) in the newest published trades file."""
-        return last_trade_ids(self.data_dir)
-
     def newest_trades(self) -> dict[tuple[str, str], tuple[int, tuple[str, ...]]]:
         """The newest published trade per (product, symbol): ``(timestamp_us, ids at it)``."""
         return newest_trades(self.data_dir)
@@ -522,13 +516,16 @@ class Store:
             files.atomic_write_parquet(path, schema.arrow.empty_table())
 
 
-def _newest_trades_file_value(
-    data_dir: Path, columns: list[str], pick: Callable[[pa.Table], _T | None]
-) -> dict[tuple[str, str], _T]:
-    """``pick`` applied to the newest trades file(s) of each (product, symbol) (its newest
-    date folder first, an older one when ``pick`` finds nothing there): ``columns`` only, one
-    small read per symbol."""
-    out: dict[tuple[str, str], _T] = {}
+def newest_trades(data_dir: Path) -> dict[tuple[str, str], tuple[int, tuple[str, ...]]]:
+    """The newest stored trade per (product, symbol): ``{(product, symbol): (timestamp_us,
+    ids)}``, its exchange time (µs) and the ids of every trade stored at that time. What the
+    trade de-duplication is seeded with at startup.
+
+    Reads only the ``timestamp`` and ``id`` columns of the newest trades file(s) of each symbol
+    (its newest date folder first, an older one when that holds no timestamp): cheap at
+    startup. Rows without a timestamp are ignored.
+    """
+    out: dict[tuple[str, str], tuple[int, tuple[str, ...]]] = {}
     root = Path(data_dir) / "trades"
     for sym_dir in sorted(root.glob("product=*/symbol=*")):
         product = sym_dir.parent.name.split("=", 1)[1]
@@ -544,42 +541,16 @@ def _newest_trades_file_value(
                 continue
             newest = max(starts.values())  # files starting in the same microsecond: read them all
             table = pa.concat_tables(
-                [pq.read_table(str(p), columns=columns) for p, s in starts.items() if s == newest]
+                [
+                    pq.read_table(str(p), columns=["timestamp", "id"])
+                    for p, s in starts.items()
+                    if s == newest
+                ]
             )
-            value = pick(table)
-            if value is not None:
-                out[(product, symbol)] = value
+            ts = table.column("timestamp").cast(pa.int64())
+            top = pc.max(ts).as_py()
+            if top is not None:
+                ids = table.filter(pc.equal(ts, top)).column("id").to_pylist()
+                out[(product, symbol)] = (int(top), tuple(sorted(set(ids))))
                 break
     return out
-
-
-def last_trade_ids(data_dir: Path) -> dict[tuple[str, str], int]:
-    """Highest numeric trade id per (product, symbol), read from the newest trades file.
-
-    Reads only the ``id`` column of one file per symbol: cheap at startup. Non-numeric ids
-    are ignored (they cannot be ordered). BTSE's trade ids are not monotonic over time
-    (reference §3.3.1): the newest trade is found with :func:`newest_trades`, not this.
-    """
-
-    def highest(table: pa.Table) -> int | None:
-        ids = table.column("id").to_pylist()
-        return max((int(i) for i in ids if isinstance(i, str) and i.isdigit()), default=None)
-
-    return _newest_trades_file_value(data_dir, ["id"], highest)
-
-
-def newest_trades(data_dir: Path) -> dict[tuple[str, str], tuple[int, tuple[str, ...]]]:
-    """The newest stored trade per (product, symbol): ``{(product, symbol): (timestamp_us,
-    ids)}``, its exchange time (µs) and the ids of every trade stored at that time, read from
-    the ``timestamp`` and ``id`` columns of the newest trades file (rows without a timestamp
-    are ignored). What the trade de-duplication is seeded with at startup."""
-
-    def newest(table: pa.Table) -> tuple[int, tuple[str, ...]] | None:
-        ts = table.column("timestamp").cast(pa.int64())
-        top = pc.max(ts).as_py()
-        if top is None:
-            return None
-        ids = table.filter(pc.equal(ts, top)).column("id").to_pylist()
-        return int(top), tuple(sorted(set(ids)))
-
-    return _newest_trades_file_value(data_dir, ["timestamp", "id"], newest)

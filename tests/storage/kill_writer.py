@@ -20,7 +20,9 @@ def main() -> None:
     rng = random.Random(seed)
     logs.configure("error")  # logs go to stderr; stdout is the protocol with the parent
     store = Store(data_dir, rotate_max_bytes=20_000, row_group_rows=300)
-    next_id = max(store.last_trade_ids().values(), default=0) + 1
+    # this writer's ids grow with its trade times: the newest stored trade has the highest id
+    newest = store.newest_trades().get(("spot", "BTC-USD"))
+    next_id = max(map(int, newest[1])) + 1 if newest else 1
     print(f"started {next_id}", flush=True)
     while True:
         for _ in range(rng.randint(1, 5)):

@@ -11,7 +11,7 @@ import pytest
 from storage_helpers import DAY_US, T0_US, Clock, book, trades
 
 from collector.errors import RowsRejected, StorageError, StoreWriteError, UnsafePathError
-from collector.storage import Store, files, last_trade_ids, newest_trades
+from collector.storage import Store, files, newest_trades
 
 
 def published(root: Path, table: str) -> list[str]:
@@ -274,16 +274,6 @@ def test_book_changes_forced_rotation_without_snapshot_is_an_event(tmp_path: Pat
     assert "no snapshot arrived" in detail
 
 
-def test_last_trade_ids_from_newest_files(tmp_path: Path, clock: Clock) -> None:
-    with Store(tmp_path, clock=clock) as store:
-        store.append("trades", trades([5, 6, 7]))
-        store.append("trades", trades([40, 41], symbol="BTC-PERP", product="futures"))
-    with Store(tmp_path, clock=clock) as store:
-        store.append("trades", trades([8, 9], ts=[T0_US + DAY_US, T0_US + DAY_US + 1]))
-        assert store.last_trade_ids() == {("spot", "BTC-USD"): 7, ("futures", "BTC-PERP"): 41}
-    assert last_trade_ids(tmp_path) == {("spot", "BTC-USD"): 9, ("futures", "BTC-PERP"): 41}
-
-
 def test_newest_trades_by_exchange_time_not_by_id(tmp_path: Path, clock: Clock) -> None:
     # BTSE's tradeIds go back down (reference §3.3.1): the newest trade is the latest in time
     with Store(tmp_path, clock=clock) as store:
@@ -293,6 +283,8 @@ def test_newest_trades_by_exchange_time_not_by_id(tmp_path: Path, clock: Clock) 
         batch = trades([57971633, 57971634], ts=[T0_US + 30, T0_US + 31])
         batch["timestamp"] = [T0_US + 25, T0_US + 25]  # two trades in one millisecond
         store.append("trades", batch)
+        # a later date folder wins over a higher id in an earlier one
+        store.append("trades", trades([7], symbol="BTC-PERP", product="futures", ts=[T0_US + DAY_US]))
         # the store reads published files: the run before this one
         assert store.newest_trades() == {
             ("spot", "BTC-USD"): (T0_US + 15, ("929934908",)),
@@ -300,7 +292,7 @@ def test_newest_trades_by_exchange_time_not_by_id(tmp_path: Path, clock: Clock) 
         }
     assert newest_trades(tmp_path) == {
         ("spot", "BTC-USD"): (T0_US + 25, ("57971633", "57971634")),
-        ("futures", "BTC-PERP"): (T0_US + 4, ("41", "42")),
+        ("futures", "BTC-PERP"): (T0_US + DAY_US - 5, ("7",)),
     }
 
 
