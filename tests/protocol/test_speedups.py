@@ -7,7 +7,6 @@ protocol suite again with ``BTSE_COLLECTOR_PURE_PYTHON=1`` so the fallback keeps
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -26,7 +25,6 @@ from collector.protocol.book import (
     CROSSED,
     DUPLICATE,
     GAP,
-    LIVE,
     RESYNCING,
     SKIPPED,
     OrderBook,
@@ -406,19 +404,25 @@ JUNK = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(JUNK, JUNK, JUNK)
 def test_c_paths_survive_junk_input_with_typed_errors(bids: Any, asks: Any, ts: Any) -> None:
-    """Anything a Python caller may pass gives a result or a typed error, never a crash."""
+    """Anything a Python caller may pass gives a result or a typed error, never a crash; a
+    call that fails leaves the book and the batch exactly as they were."""
     book = book_class(True)("spot", "BTC-USD", 0)
     book.apply_snapshot([(100.0, 1.0)], [(101.0, 1.0)], 1)
     rows = new_book_changes(True)
+    quotes: list[tuple[Any, ...]] = []
     for call in (
         lambda: book.apply_delta(bids, asks, 2, 1, ts),
-        lambda: S.apply_delta_rows(book, bids, asks, 3, book.last_seq, ts, 5, rows, []),
+        lambda: S.apply_delta_rows(book, bids, asks, 3, book.last_seq, ts, 5, rows, quotes),
         lambda: rows.append(book.key, ts, 5, bids, 2, 1, bids, asks),
     ):
-        with contextlib.suppress(TypeError, ValueError, OverflowError):
+        before = (_observe(book), len(rows), len(quotes))
+        try:
             call()
-    take_book_changes(rows)
-    assert book.state in (LIVE, RESYNCING)
+        except (TypeError, ValueError, OverflowError):
+            assert (_observe(book), len(rows), len(quotes)) == before
+    batch = _columns(take_book_changes(rows))
+    assert len(batch["price"]) == len(batch["side"]) == len(batch["timestamp"])
+    assert len(rows) == 0
 
 
 def test_c_paths_reject_a_broken_book_instead_of_crashing() -> None:
