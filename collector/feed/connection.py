@@ -34,13 +34,14 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import structlog
 
 from collector.errors import AuthError, AuthLost, ConnectionLost, StaleFeed
 from collector.feed.policies import Fatal, Retry, backoff, classify
+from collector.protocol.decode import rest_error
 
 log = structlog.get_logger()
 
@@ -112,7 +113,7 @@ class Authenticator(Protocol):
         ...
 
 
-def _small_json(data: str | bytes, *needles: str) -> dict[str, object] | None:
+def _small_json(data: str | bytes, *needles: str) -> dict[str, Any] | None:
     """``data`` as a JSON object when it is short and holds one of ``needles``; else None."""
     if len(data) > 4096:
         return None
@@ -126,15 +127,6 @@ def _small_json(data: str | bytes, *needles: str) -> dict[str, object] | None:
     return message if isinstance(message, dict) else None
 
 
-def _rest_error(message: dict[str, object]) -> tuple[object, str] | None:
-    """``(errorCode, message)`` of BTSE's REST-style error object, ``{"status":400,"errorCode":
-    -7,"message":"Authenticate failed","extraData":null}`` (reference §2.4); None otherwise."""
-    status = message.get("status")
-    if "topic" not in message and isinstance(status, int) and status >= 400:
-        return message.get("errorCode"), str(message.get("message") or "")
-    return None
-
-
 def login_result(data: str | bytes) -> bool | None:
     """Reads BTSE's ``{"event":"login","success":true}`` ack (shape of the reference §2.4).
 
@@ -146,7 +138,7 @@ def login_result(data: str | bytes) -> bool | None:
         return None
     if message.get("event") == "login":
         return message.get("success") is True
-    return False if _rest_error(message) is not None else None
+    return False if rest_error(message) is not None else None
 
 
 # REST-style errorCodes that mean an authenticated connection is logged out (reference §2.4)
@@ -159,11 +151,11 @@ def auth_lost(data: str | bytes) -> tuple[int, str] | None:
     10002 ("User session is expired. Please login again") or -7 ("Authenticate failed");
     None for any other frame. Read on authenticated connections after the login ack."""
     message = _small_json(data, '"errorCode"')
-    error = None if message is None else _rest_error(message)
+    error = None if message is None else rest_error(message)
     if error is None:
         return None
     code, text = error
-    if isinstance(code, int) and code in AUTH_LOST_CODES:
+    if code in AUTH_LOST_CODES:
         return code, text or AUTH_LOST_CODES[code]
     return None
 

@@ -334,8 +334,9 @@ class Decoder:
             return self._data_frame(topic, raw, data, local_ts)
         if "severity" in obj:
             return self._error_frame(obj, data, local_ts)
-        if "errorCode" in obj and "status" in obj:
-            return self._status_error(obj, local_ts)
+        status_error = self._status_error(obj, local_ts)
+        if status_error is not None:
+            return status_error
         event = obj.get("event")
         if event == "login":
             return self._login(obj, data, local_ts)
@@ -465,21 +466,16 @@ class Decoder:
             return self._fail("error frame without 'errors' or 'error' list", data, None, local_ts)
         return ExchangeErrorFrame(severity, entries, local_ts)
 
-    def _status_error(self, obj: dict[str, Any], local_ts: int) -> ExchangeErrorFrame:
-        """BTSE's REST-style error object, ``{"status":400,"errorCode":-7,"message":
-        "Authenticate failed","extraData":null}`` (reference §2.4, seen by roq; ``errorCode``
-        10002 "User session is expired"): one entry, ``severity`` ``HTTP <status>``."""
-        code = obj.get("errorCode")
-        message = obj.get("message")
+    def _status_error(self, obj: dict[str, Any], local_ts: int) -> Record | None:
+        """BTSE's REST-style error object (:func:`rest_error`): one entry, ``severity``
+        ``HTTP <status>``; None when ``obj`` is not one."""
+        error = rest_error(obj)
+        if error is None:
+            return None
+        code, message = error
         return ExchangeErrorFrame(
             f"HTTP {obj.get('status')}",
-            [
-                ErrorEntry(
-                    None,
-                    code if isinstance(code, int) and not isinstance(code, bool) else None,
-                    str(message) if message is not None else str(code),
-                )
-            ],
+            [ErrorEntry(None, code, message or str(obj.get("errorCode")))],
             local_ts,
         )
 
@@ -495,6 +491,22 @@ class Decoder:
             str(message) if message is not None else None,
             local_ts,
         )
+
+
+def rest_error(obj: dict[str, Any]) -> tuple[int | None, str] | None:
+    """``(errorCode, message)`` (``""`` when it has none) of BTSE's REST-style error object, ``{"status":400,"errorCode":
+    -7,"message":"Authenticate failed","extraData":null}`` (reference §2.4, seen by roq;
+    ``errorCode`` 10002 "User session is expired"); None for any other frame. Shared by the
+    decoder (an error frame) and the feed (a logged-out OTC connection logs in again)."""
+    status = obj.get("status")
+    if "topic" in obj or "errorCode" not in obj or not isinstance(status, int) or status < 400:
+        return None
+    code = obj["errorCode"]
+    message = obj.get("message")
+    return (
+        code if isinstance(code, int) and not isinstance(code, bool) else None,
+        "" if message is None else str(message),
+    )
 
 
 def _opt_str(value: str | int | None) -> str | None:
