@@ -138,7 +138,6 @@ class Processor:
         self.otc_requests: Mapping[str, OtcRequest] = otc_requests or {}
         self.acked: dict[str, set[str]] = {}
         self.ack_tracker = AckTracker()  # topics BTSE leaves out of its subscribe ack
-        self.exchange_errors: dict[int | None, int] = {}
         # (server, code) -> count, for the btse_collector_exchange_errors_total metric
         self.exchange_errors_by_server: dict[tuple[str, int | None], int] = {}
         self._clock = clock
@@ -267,7 +266,6 @@ class Processor:
                         reason="not connected; the next session resubscribes",
                     )
             elif kind is ExchangeErrorSeen:
-                self.exchange_errors[command.code] = self.exchange_errors.get(command.code, 0) + 1
                 k = (command.conn_id.rsplit("#", 1)[0], command.code)  # conn ids: <server>#<n>
                 self.exchange_errors_by_server[k] = self.exchange_errors_by_server.get(k, 0) + 1
                 if command.code == BUFFER_FULL:

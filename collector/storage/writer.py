@@ -15,9 +15,9 @@ Durability vs. row-group size — the trade-off, explicitly:
 So Parquet readers only ever see complete files with big row groups: rows are *durable* at
 flush and *published* at rotation. ``btse-collector query`` (:mod:`collector.storage.query`,
 :mod:`collector.storage.live`) also reads the complete batches of the open journals, so there
-rows are *visible* from the flush on (``--published-only``: from rotation). ``kill -9`` loses only rows appended since the last flush;
-journals left behind are published by :func:`collector.storage.recovery.recover` on the next
-start (``Store`` runs it before writing).
+rows are *visible* from the flush on (``--published-only``: from rotation). ``kill -9`` loses
+only rows appended since the last flush; journals left behind are published by
+:func:`collector.storage.recovery.recover` on the next start (``Store`` runs it before writing).
 
 ``book_changes`` files start with a snapshot: when a book_changes file is due to rotate, the
 store keeps writing to it and asks for a snapshot (``FlushResult.snapshot_wanted`` /

@@ -144,7 +144,7 @@ async def test_frames_events_and_commands_are_handled_in_queue_order() -> None:
     ]
     assert feed.calls == [("resync", "spot#0", "update:BTC-USD_0"), ("split", "spot#0")]
     assert proc.acked == {}  # cleared by the disconnect
-    assert proc.exchange_errors == {1007: 1}
+    assert proc.exchange_errors_by_server == {("spot", 1007): 1}
     raw = store.rows("raw")
     assert raw == {
         "local_timestamp": [3, 4, 5],
